@@ -1,0 +1,110 @@
+/**
+ * The memory state of one VM as vmmem sees it, in exact integer bytes.
+ *
+ * Two worlds (DESIGN §3): `live` is the running VM, `config` is what the
+ * next cold boot uses. A shut-off VM has no live world; a transient libvirt
+ * domain has no config world. ESX has one VM configuration that is also what
+ * runs: its driver reports it as `config`, and as `live` too while powered on.
+ */
+
+export type HypervisorType = 'qemu' | 'xen' | 'esx' | 'test';
+export const HYPERVISOR_TYPES: readonly HypervisorType[] = ['qemu', 'xen', 'esx', 'test'];
+
+export type PowerState = 'Running' | 'Paused' | 'ShutOff';
+
+export type World = 'live' | 'config';
+export const WORLDS: readonly World[] = ['live', 'config'];
+
+/** The four fields of the normalized model (DESIGN §1), in their canonical order. */
+export type Field = 'maxMemory' | 'memory' | 'reservation' | 'limit';
+export const FIELDS: readonly Field[] = ['maxMemory', 'memory', 'reservation', 'limit'];
+
+/** A cap on host RAM: bytes, or no cap at all. */
+export type Limit = bigint | 'unlimited';
+
+/** The values of one world. `undefined` = the hypervisor has no such knob or did not report it. */
+export interface WorldValues {
+  maxMemory: bigint;
+  memory: bigint;
+  reservation?: bigint;
+  limit?: Limit;
+}
+
+/** How a VM is found on its hypervisor: exactly one of name / uuid. */
+export type VMRef = { name: string; uuid?: undefined } | { uuid: string; name?: undefined };
+
+export interface HotAddSettings {
+  enabled: boolean;
+  /** Highest memoryMB reachable by hot-add (bytes); undefined = no extra limit reported. */
+  limit?: bigint;
+  /** Hot-add must grow by a multiple of this (bytes); undefined = no increment rule. */
+  increment?: bigint;
+}
+
+export interface ObservedVM {
+  name: string;
+  uuid: string;
+  type: HypervisorType;
+  powerState: PowerState;
+  /** false = transient libvirt domain: it has no config world. */
+  persistent: boolean;
+  live?: WorldValues;
+  config?: WorldValues;
+  balloon: {
+    /** 'none' = no balloon device (libvirt memballoon model='none'). */
+    device: 'present' | 'none';
+    /** What the guest actually holds, when the hypervisor reports it. */
+    actual?: bigint;
+  };
+  /** QEMU domain with NUMA cells: libvirt refuses maxMemory changes through the memory API. */
+  numa: boolean;
+  /** ESX only. */
+  hotAdd?: HotAddSettings;
+}
+
+/** What the user declared, parsed to bytes. Absent optional field = not managed. */
+export interface DesiredMemory {
+  maxMemory: bigint;
+  memory: bigint;
+  reservation?: bigint;
+  limit?: Limit;
+  /** Explicit opt-in to a QEMU hard_limit below maxMemory + overhead margin. */
+  allowUnsafeLimit?: boolean;
+}
+
+/**
+ * One change to one hypervisor knob in one world. `field` names the knob in
+ * the normalized model; for ESX the `limit` knob is memoryAllocation.limit and
+ * carries min(memory, limit) (DESIGN §2).
+ */
+export interface Step {
+  field: Field;
+  world: World;
+  from: bigint | Limit | undefined;
+  to: bigint | Limit;
+}
+
+export type VerdictKind = 'Applied' | 'RestartRequired' | 'AwaitingPowerOff' | 'Unsupported' | 'Unsafe' | 'Invalid';
+
+/** The outcome for one managed field. */
+export interface Verdict {
+  field: Field;
+  kind: VerdictKind;
+  /** Desired value as the hypervisor will hold it (after rounding). */
+  desired: bigint | Limit;
+  /** Observed value before the plan (undefined = not reported). */
+  observed?: bigint | Limit;
+  /** CamelCase reason for conditions, e.g. UnsafeLimit, Unsupported, RestartRequired. */
+  reason: string;
+  /** Human sentence naming the field, both values and the reason. */
+  message: string;
+}
+
+export interface Plan {
+  /** Ordered: every prefix keeps each world's invariants. */
+  steps: Step[];
+  /** Exactly one per managed field. */
+  verdicts: Verdict[];
+  /** Fields whose desired value was rounded up to the hypervisor's granularity. */
+  roundings: { field: Field; requested: bigint; effective: bigint }[];
+}
