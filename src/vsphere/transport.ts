@@ -1,0 +1,175 @@
+// HTTPS transport: one keep-alive Agent per client, TLS verification on unless explicitly
+// disabled, a deadline on every request, a cap on response size, and the vmware_soap_session cookie.
+import http from 'node:http';
+import https from 'node:https';
+import { VSphereProtocolError, VSphereTimeoutError, VSphereTransportError } from './errors.ts';
+
+export const SESSION_COOKIE = 'vmware_soap_session';
+
+export interface TransportOptions {
+  /** `https://host[:port]/sdk`. User info in the URL is ignored (never logged). */
+  url: string;
+  /** PEM CA bundle to trust (replaces the system roots for this client). */
+  caPem?: string | undefined;
+  /** Disables certificate verification. Only when explicitly true. */
+  insecureSkipVerify?: boolean | undefined;
+  /** TLS server name to verify against, when it differs from the URL host. */
+  serverName?: string | undefined;
+  /** Per-request deadline (connect + send + whole response). Default 30 s. */
+  requestTimeoutMs?: number | undefined;
+  /** Largest accepted response body. Default 64 MiB. */
+  maxResponseBytes?: number | undefined;
+}
+
+export interface HttpResult {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+export class Transport {
+  readonly endpoint: URL;
+  readonly #agent: https.Agent | http.Agent;
+  readonly #timeoutMs: number;
+  readonly #maxBytes: number;
+  #cookie: string | undefined;
+  #closed = false;
+
+  constructor(opts: TransportOptions) {
+    let u: URL;
+    try {
+      u = new URL(opts.url);
+    } catch {
+      throw new VSphereTransportError('invalid vSphere URL', 'connect', 'ERR_INVALID_URL');
+    }
+    u.username = '';
+    u.password = '';
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') {
+      throw new VSphereTransportError(`unsupported URL scheme ${u.protocol} (want https:)`, 'connect', 'ERR_INVALID_URL');
+    }
+    if (u.pathname === '/' || u.pathname === '') u.pathname = '/sdk';
+    this.endpoint = u;
+    this.#timeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.#maxBytes = opts.maxResponseBytes ?? 64 * 1024 * 1024;
+    if (u.protocol === 'https:') {
+      const agentOpts: https.AgentOptions = {
+        keepAlive: true,
+        maxSockets: 8,
+        rejectUnauthorized: opts.insecureSkipVerify !== true,
+      };
+      if (opts.caPem !== undefined) agentOpts.ca = opts.caPem;
+      if (opts.serverName !== undefined) agentOpts.servername = opts.serverName;
+      this.#agent = new https.Agent(agentOpts);
+    } else {
+      this.#agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    }
+  }
+
+  /** The session cookie value as the server set it (opaque), or undefined. */
+  get sessionCookie(): string | undefined {
+    return this.#cookie;
+  }
+
+  set sessionCookie(v: string | undefined) {
+    this.#cookie = v;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#agent.destroy();
+  }
+
+  /** Posts one SOAP request. `method` is only used in error messages. */
+  post(method: string, body: string, soapAction: string, timeoutMs?: number): Promise<HttpResult> {
+    if (this.#closed) {
+      return Promise.reject(new VSphereTransportError(`${method}: client is closed`, method, 'ERR_CLIENT_CLOSED'));
+    }
+    const deadline = timeoutMs ?? this.#timeoutMs;
+    const u = this.endpoint;
+    const payload = Buffer.from(body, 'utf8');
+    const headers: http.OutgoingHttpHeaders = {
+      'Content-Type': 'text/xml; charset="utf-8"',
+      'Content-Length': payload.length,
+      SOAPAction: `"${soapAction}"`,
+      Accept: 'text/xml, application/soap+xml',
+      'User-Agent': 'vmmem-vsphere/0.1',
+    };
+    if (this.#cookie !== undefined) headers.Cookie = `${SESSION_COOKIE}=${this.#cookie}`;
+    const mod = u.protocol === 'https:' ? https : http;
+    return new Promise<HttpResult>((resolve, reject) => {
+      let settled = false;
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        req.destroy();
+        reject(err);
+      };
+      const req = mod.request(
+        {
+          protocol: u.protocol,
+          hostname: u.hostname.replace(/^\[|\]$/g, ''),
+          port: u.port === '' ? undefined : Number(u.port),
+          path: u.pathname + u.search,
+          method: 'POST',
+          headers,
+          agent: this.#agent,
+        },
+        (res) => {
+          this.#captureCookie(res.headers['set-cookie']);
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > this.#maxBytes) {
+              fail(new VSphereProtocolError(`${method}: response larger than ${this.#maxBytes} bytes`, method, res.statusCode));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('error', (e: NodeJS.ErrnoException) =>
+            fail(new VSphereTransportError(`${method}: reading response from ${u.host}: ${e.message}`, method, e.code, { cause: e })),
+          );
+          res.on('aborted', () =>
+            fail(new VSphereTransportError(`${method}: response from ${u.host} aborted`, method, 'ECONNRESET')),
+          );
+          res.on('end', () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            resolve({
+              status: res.statusCode ?? 0,
+              contentType: String(res.headers['content-type'] ?? ''),
+              body: Buffer.concat(chunks).toString('utf8'),
+            });
+          });
+        },
+      );
+      const timer = setTimeout(
+        () => fail(new VSphereTimeoutError(`${method}: no complete response from ${u.host} within ${deadline} ms`, method, deadline)),
+        deadline,
+      );
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|TLS|SSL|ALTNAME|UNABLE_TO/.test(e.code);
+        const msg = tls
+          ? `${method}: TLS verification of ${u.host} failed: ${e.message} (supply the server's CA, or set insecureSkipVerify explicitly)`
+          : `${method}: connection to ${u.host} failed: ${e.message}`;
+        fail(new VSphereTransportError(msg, method, e.code, { cause: e }));
+      });
+      req.end(payload);
+    });
+  }
+
+  #captureCookie(setCookie: string[] | undefined): void {
+    if (!setCookie) return;
+    for (const line of setCookie) {
+      const first = line.split(';', 1)[0] ?? '';
+      const eq = first.indexOf('=');
+      if (eq < 0) continue;
+      if (first.slice(0, eq).trim() === SESSION_COOKIE) {
+        const v = first.slice(eq + 1).trim();
+        this.#cookie = v === '' ? undefined : v;
+      }
+    }
+  }
+}
