@@ -1,0 +1,167 @@
+/**
+ * VirtualMachineMemory: the memory a VM should have (DESIGN §1, §4).
+ * The zod schemas here are the single source of truth for the TypeScript
+ * types, the CRD (scripts/generate-crds.ts), `vmmem validate` and the
+ * controller's runtime checks.
+ */
+import { z } from 'zod';
+import { ConditionsSchema } from './conditions.ts';
+import type { CelRule } from './fields.ts';
+import { limitField, localRef, quantityField, UNLIMITED } from './fields.ts';
+import { isQuantity, parseQuantity } from './quantity.ts';
+
+const UUID_RE = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
+
+export const VMRefSchema = z
+  .strictObject({
+    name: z.string().min(1).max(255).optional().meta({ description: 'The VM\'s name on its hypervisor (libvirt domain name, vSphere VM name or inventory path). Exactly one of name and uuid.' }),
+    uuid: z
+      .string()
+      .regex(UUID_RE, 'must be a UUID such as 4b6f0a4e-0b7f-4bd4-9b5d-2a0e8e1f6c3a')
+      .optional()
+      .meta({ description: 'The VM\'s UUID (libvirt domain UUID; vSphere BIOS or instance UUID). Exactly one of name and uuid.' }),
+  })
+  .superRefine((ref, ctx) => {
+    if ((ref.name === undefined) === (ref.uuid === undefined)) ctx.addIssue({ code: 'custom', message: 'set exactly one of name or uuid' });
+  })
+  .meta({
+    description: 'Which VM on the hypervisor: by name or by uuid, exactly one.',
+    'x-kubernetes-validations': [{ rule: 'has(self.name) != has(self.uuid)', message: 'spec.vm: set exactly one of name or uuid' }],
+  });
+
+/** A rule between fields of the spec: one CEL expression for the API server, one check for us. */
+interface SpecRule {
+  cel: CelRule;
+  /** Returns the problem (field path relative to spec, message) or undefined. Runs only on parseable fields. */
+  check(spec: RawSpec): { path: string; message: string } | undefined;
+}
+
+interface RawSpec {
+  maxMemory: string;
+  memory?: string | undefined;
+  reservation?: string | undefined;
+  limit?: string | undefined;
+}
+
+const q = (v: string | undefined) => (v !== undefined && isQuantity(v) ? parseQuantity(v, 'v') : undefined);
+
+export const SPEC_RULES: SpecRule[] = [
+  {
+    cel: {
+      rule: '!has(self.memory) || !isQuantity(self.memory) || !isQuantity(self.maxMemory) || quantity(self.memory).compareTo(quantity(self.maxMemory)) <= 0',
+      messageExpression: "'spec.memory (' + self.memory + ') must not exceed spec.maxMemory (' + self.maxMemory + ')'",
+      fieldPath: '.memory',
+      reason: 'FieldValueInvalid',
+    },
+    check(s) {
+      const mem = q(s.memory), max = q(s.maxMemory);
+      if (mem !== undefined && max !== undefined && mem > max) return { path: 'memory', message: `spec.memory (${s.memory}) must not exceed spec.maxMemory (${s.maxMemory})` };
+      return undefined;
+    },
+  },
+  {
+    cel: {
+      rule:
+        "!has(self.reservation) || !isQuantity(self.reservation) || !isQuantity(has(self.memory) ? self.memory : self.maxMemory) || quantity(self.reservation).compareTo(quantity(has(self.memory) ? self.memory : self.maxMemory)) <= 0",
+      messageExpression: "'spec.reservation (' + self.reservation + ') must not exceed spec.memory (' + (has(self.memory) ? self.memory : self.maxMemory + ', from spec.maxMemory') + ')'",
+      fieldPath: '.reservation',
+      reason: 'FieldValueInvalid',
+    },
+    check(s) {
+      const res = q(s.reservation), mem = q(s.memory ?? s.maxMemory);
+      if (res !== undefined && mem !== undefined && res > mem) {
+        const memText = s.memory ?? `${s.maxMemory}, from spec.maxMemory`;
+        return { path: 'reservation', message: `spec.reservation (${s.reservation}) must not exceed spec.memory (${memText})` };
+      }
+      return undefined;
+    },
+  },
+  {
+    cel: {
+      rule: `!has(self.limit) || self.limit == '${UNLIMITED}' || !has(self.reservation) || !isQuantity(self.limit) || !isQuantity(self.reservation) || quantity(self.limit).compareTo(quantity(self.reservation)) >= 0`,
+      messageExpression: "'spec.limit (' + self.limit + ') must not be below spec.reservation (' + self.reservation + ')'",
+      fieldPath: '.limit',
+      reason: 'FieldValueInvalid',
+    },
+    check(s) {
+      if (s.limit === UNLIMITED) return undefined;
+      const lim = q(s.limit), res = q(s.reservation);
+      if (lim !== undefined && res !== undefined && lim < res) return { path: 'limit', message: `spec.limit (${s.limit}) must not be below spec.reservation (${s.reservation})` };
+      return undefined;
+    },
+  },
+];
+
+export const VMMSpecSchema = z
+  .strictObject({
+    hypervisorRef: localRef('The Hypervisor (same namespace) that runs the VM.', 'Name of a Hypervisor in this namespace.'),
+    vm: VMRefSchema,
+    maxMemory: quantityField(
+      'Guest-visible physical memory: the end of the guest\'s RAM map at boot (libvirt <memory>, Xen maxmem, ESX memoryMB). Required, > 0. QEMU applies a change at the next cold boot; ESX only while powered off unless memory hot-add allows the increase.',
+      { positive: true },
+    ),
+    memory: quantityField(
+      'Current allocation target: the balloon target (libvirt <currentMemory>, Xen memory; ESX enforces it as memoryAllocation.limit). Defaults to maxMemory; 0 < memory <= maxMemory.',
+      { positive: true },
+    ).optional(),
+    reservation: quantityField(
+      'Host RAM guaranteed to the VM (ESX memoryAllocation.reservation). Absent = not managed. Must be <= memory. Not supported by QEMU/KVM or Xen.',
+    ).optional(),
+    limit: limitField(
+      'Cap on host RAM the VM may use (ESX memoryAllocation.limit, QEMU memtune hard_limit). Absent = not managed; "Unlimited" clears it. Must be >= reservation. On QEMU a limit below maxMemory + 512Mi is refused as unsafe unless allowUnsafeLimit is true.',
+    ).optional(),
+    allowUnsafeLimit: z
+      .boolean()
+      .optional()
+      .meta({ description: 'Explicit opt-in to a QEMU hard_limit below maxMemory + overhead margin (512Mi), which risks the QEMU process being OOM-killed. Default false.' }),
+  })
+  .superRefine((spec, ctx) => {
+    for (const rule of SPEC_RULES) {
+      const problem = rule.check(spec);
+      if (problem) ctx.addIssue({ code: 'custom', path: [problem.path], message: problem.message });
+    }
+  })
+  .meta({
+    description: 'The memory the VM should have. Fields left out are not managed: vmmem never touches them.',
+    'x-kubernetes-validations': SPEC_RULES.map((r) => r.cel),
+  });
+
+export type VMMSpec = z.infer<typeof VMMSpecSchema>;
+
+const observedQuantity = (description: string) => z.string().optional().meta({ description });
+
+export const ObservedSchema = z
+  .object({
+    powerState: z.enum(['Running', 'Paused', 'ShutOff']).optional().meta({ description: 'Running, Paused or ShutOff.' }),
+    hypervisorType: z.enum(['qemu', 'xen', 'esx', 'test']).optional().meta({ description: 'qemu, xen, esx or test (libvirt test driver).' }),
+    persistent: z.boolean().optional().meta({ description: 'false for a transient libvirt domain (no config to stage changes in).' }),
+    maxMemory: observedQuantity('maxMemory in effect now (live when running, else config).'),
+    memory: observedQuantity('Balloon target in effect now.'),
+    actualMemory: observedQuantity('What the guest actually holds (balloon actual), when reported.'),
+    reservation: observedQuantity('Reservation in effect now.'),
+    limit: observedQuantity('Limit in effect now, or Unlimited.'),
+    configMaxMemory: observedQuantity('maxMemory the next cold boot will use.'),
+    configMemory: observedQuantity('memory the next cold boot will use.'),
+  })
+  .meta({ description: 'What vmmem last observed on the hypervisor, as exact quantities.' });
+
+export const PendingSchema = z
+  .object({
+    field: z.enum(['maxMemory', 'memory', 'reservation', 'limit']).meta({ description: 'The spec field that is not in effect yet.' }),
+    value: z.string().meta({ description: 'The value it waits to take (after rounding).' }),
+    reason: z.string().meta({ description: 'RestartRequired or AwaitingPowerOff.' }),
+    message: z.string().meta({ description: 'What has to happen for it to take effect.' }),
+  })
+  .meta({ description: 'A declared value that waits for a restart or a power-off.' });
+
+export const VMMStatusSchema = z
+  .object({
+    observedGeneration: z.number().int().min(0).optional().meta({ description: 'The .metadata.generation the status describes.', format: 'int64' }),
+    conditions: ConditionsSchema.optional(),
+    observed: ObservedSchema.optional(),
+    pending: z.array(PendingSchema).optional().meta({ description: 'Every declared value waiting for a restart or power-off.' }),
+    lastSyncTime: z.string().optional().meta({ description: 'When vmmem last observed the VM.', format: 'date-time' }),
+  })
+  .meta({ description: 'What vmmem observed and did. Written only by vmmem.' });
+
+export type VMMStatus = z.infer<typeof VMMStatusSchema>;
