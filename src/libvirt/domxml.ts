@@ -1,0 +1,132 @@
+// A small reader for the memory-related parts of libvirt domain XML:
+// name, uuid, type, <memory>, <currentMemory>, <maxMemory slots>, <memtune>,
+// <numa> cells and <memballoon model>. Sizes are returned in KiB, converted
+// with libvirt's unit rules (default KiB; k/K/KiB=1024, KB=1000, M/MiB, MB, ...),
+// rounded up to a whole KiB as libvirt does.
+
+import { XMLParser } from 'fast-xml-parser';
+
+export interface DomainXmlInfo {
+  type: string | undefined;
+  name: string | undefined;
+  uuid: string | undefined;
+  /** `<memory>`: maximum memory at boot, KiB. */
+  memoryKiB: number | undefined;
+  /** `<currentMemory>`: balloon target, KiB (libvirt writes it = memory when absent). */
+  currentMemoryKiB: number | undefined;
+  /** `<maxMemory slots=N>`: hotplug ceiling, KiB. */
+  maxMemory: { kib: number; slots: number | undefined } | undefined;
+  /** `<memtune>` values, KiB. */
+  memtune: { hardLimitKiB?: number; softLimitKiB?: number; swapHardLimitKiB?: number; minGuaranteeKiB?: number };
+  /** `<cpu><numa><cell>` entries. */
+  numaCells: { id: number | undefined; memoryKiB: number; cpus: string | undefined }[];
+  /** `<devices><memballoon model=...>`; undefined when there is no element. */
+  memballoonModel: string | undefined;
+}
+
+const UNITS: Record<string, number> = {
+  b: 1, bytes: 1,
+  kb: 1000, k: 1024, kib: 1024,
+  mb: 1000 ** 2, m: 1024 ** 2, mib: 1024 ** 2,
+  gb: 1000 ** 3, g: 1024 ** 3, gib: 1024 ** 3,
+  tb: 1000 ** 4, t: 1024 ** 4, tib: 1024 ** 4,
+  pb: 1000 ** 5, p: 1024 ** 5, pib: 1024 ** 5,
+  eb: 1000 ** 6, e: 1024 ** 6, eib: 1024 ** 6,
+};
+
+/** Convert a libvirt scaled integer to KiB (rounded up). */
+export function toKiB(value: string | number, unit: string | undefined, what = 'value'): number {
+  const text = String(value).trim();
+  if (!/^[0-9]+$/.test(text)) throw new Error(`domain XML: ${what} '${text}' is not a non-negative integer`);
+  const u = (unit ?? 'KiB').trim();
+  const factor = UNITS[u.toLowerCase()];
+  // As libvirt's virScaleInteger: case-insensitive; "KB"/"kb" decimal, "k"/"KiB" binary.
+  if (factor === undefined) throw new Error(`domain XML: unknown unit '${u}' for ${what}`);
+  const bytes = BigInt(text) * BigInt(factor);
+  const kib = (bytes + 1023n) / 1024n;
+  if (kib > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`domain XML: ${what} too large`);
+  return Number(kib);
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '@',
+  parseTagValue: false,
+  parseAttributeValue: false,
+  trimValues: true,
+  isArray: (name) => name === 'cell' || name === 'memballoon',
+});
+
+type Node = Record<string, unknown>;
+
+function textOf(n: unknown): string | undefined {
+  if (n === undefined || n === null) return undefined;
+  if (typeof n === 'string' || typeof n === 'number') return String(n);
+  if (typeof n === 'object' && '#text' in (n as Node)) return String((n as Node)['#text']);
+  return undefined;
+}
+
+function attr(n: unknown, name: string): string | undefined {
+  if (n && typeof n === 'object') {
+    const v = (n as Node)[`@${name}`];
+    return v === undefined ? undefined : String(v);
+  }
+  return undefined;
+}
+
+function scaled(n: unknown, what: string): number | undefined {
+  const t = textOf(n);
+  if (t === undefined) return undefined;
+  return toKiB(t, attr(n, 'unit'), what);
+}
+
+export function parseDomainXml(xml: string): DomainXmlInfo {
+  let doc: Node;
+  try {
+    doc = parser.parse(xml) as Node;
+  } catch (e) {
+    throw new Error(`domain XML does not parse: ${(e as Error).message}`, { cause: e });
+  }
+  const d = doc.domain as Node | undefined;
+  if (!d || typeof d !== 'object') throw new Error('domain XML has no <domain> root element');
+  const mt = (d.memtune ?? {}) as Node;
+  const memtune: DomainXmlInfo['memtune'] = {};
+  const hard = scaled(mt.hard_limit, 'memtune/hard_limit');
+  if (hard !== undefined) memtune.hardLimitKiB = hard;
+  const soft = scaled(mt.soft_limit, 'memtune/soft_limit');
+  if (soft !== undefined) memtune.softLimitKiB = soft;
+  const swap = scaled(mt.swap_hard_limit, 'memtune/swap_hard_limit');
+  if (swap !== undefined) memtune.swapHardLimitKiB = swap;
+  const ming = scaled(mt.min_guarantee, 'memtune/min_guarantee');
+  if (ming !== undefined) memtune.minGuaranteeKiB = ming;
+
+  const cpu = (d.cpu ?? {}) as Node;
+  const numa = (cpu.numa ?? {}) as Node;
+  const cells = (numa.cell ?? []) as Node[];
+  const numaCells = cells.map((c, i) => {
+    const mem = attr(c, 'memory');
+    if (mem === undefined) throw new Error(`domain XML: NUMA cell ${i} has no memory attribute`);
+    const id = attr(c, 'id');
+    return { id: id === undefined ? undefined : Number(id), memoryKiB: toKiB(mem, attr(c, 'unit'), `numa cell ${i} memory`), cpus: attr(c, 'cpus') };
+  });
+
+  const maxMemNode = d.maxMemory;
+  let maxMemory: DomainXmlInfo['maxMemory'];
+  if (maxMemNode !== undefined) {
+    const slots = attr(maxMemNode, 'slots');
+    maxMemory = { kib: scaled(maxMemNode, 'maxMemory')!, slots: slots === undefined ? undefined : Number(slots) };
+  }
+  const devices = (d.devices ?? {}) as Node;
+  const balloons = (devices.memballoon ?? []) as Node[];
+  return {
+    type: attr(d, 'type'),
+    name: textOf(d.name),
+    uuid: textOf(d.uuid),
+    memoryKiB: scaled(d.memory, 'memory'),
+    currentMemoryKiB: scaled(d.currentMemory, 'currentMemory'),
+    maxMemory,
+    memtune,
+    numaCells,
+    memballoonModel: balloons.length > 0 ? attr(balloons[0], 'model') : undefined,
+  };
+}
