@@ -1,0 +1,755 @@
+/**
+ * The simulated hypervisor host: VM state, the hypervisor calls with the
+ * real hypervisors' refusal rules (DESIGN §2), connections, faults, latency,
+ * events and call counters.
+ *
+ * Written independently of src/model/profiles.ts and src/planner on purpose:
+ * the sim encodes what libvirt (qemu, libxl, test drivers) and vSphere do,
+ * from their source and documentation, so it catches planner mistakes
+ * instead of mirroring them. Refusal texts are the hypervisors' own
+ * (libvirt: "<error-class prefix>: <message>"; vSphere: "<Fault>: <text>").
+ *
+ * One SimHost exists per inventory (a module-level registry keyed by the
+ * resolved path, see registry.ts), shared by every driver in the process;
+ * the same object is the out-of-band handle tests use (`simHost(path)`).
+ */
+import type { DriverEvent, VMHandle } from '../driver.ts';
+import { DriverError } from '../driver.ts';
+import type { HypervisorType, Limit, ObservedVM, PowerState, WorldValues } from '../../model/memory.ts';
+import type { SimFaults, SimInventory, SimLatency, SimVMState, SimWorld } from './inventory.ts';
+import { parseVM, SimInventoryError } from './inventory.ts';
+
+const KIB = 1024n;
+const MIB = 1024n * KIB;
+
+/** libvirt's error-class prefixes (virerror.c), as they appear in the message. */
+const LV = {
+  operationInvalid: (m: string) => `Requested operation is not valid: ${m}`,
+  invalidArg: (m: string) => `invalid argument: ${m}`,
+  argumentUnsupported: (m: string) => `argument unsupported: ${m}`,
+  noSupport: (m: string) => `this function is not supported by the connection driver: ${m}`,
+  internal: (m: string) => `internal error: ${m}`,
+  noDomain: (m: string) => `Domain not found: ${m}`,
+};
+
+/** libvirt virDomainModificationImpact flags, as booleans. */
+export interface SimAffectFlags {
+  live?: boolean;
+  config?: boolean;
+}
+
+/** vSphere VirtualMachineConfigSpec, memory part only. Values in MB; limit -1 = unlimited. */
+export interface SimReconfigSpec {
+  memoryMB?: number;
+  memoryAllocation?: { reservation?: number; limit?: number; shares?: unknown };
+}
+
+export interface SimCallRecord {
+  /** Hypervisor call name, e.g. virDomainSetMemoryFlags, ReconfigVM_Task. */
+  op: string;
+  vm?: string;
+  /** Connection id the call came on (0 = out of band). */
+  connection: number;
+  outcome: 'ok' | 'refused' | 'notFound';
+  /** Call arguments in readable form, e.g. "4194304KiB live maximum". */
+  detail?: string;
+  error?: string;
+}
+
+/** One client connection to the host (one per connected driver). */
+export class SimConnection {
+  readonly id: number;
+  readonly timeoutMs: number | undefined;
+  alive = true;
+  /** Why the connection ended, when it did. */
+  reason = '';
+  callsMade = 0;
+  readonly subscribers = new Set<(event: DriverEvent) => void>();
+  constructor(id: number, timeoutMs?: number) {
+    this.id = id;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** Small seeded PRNG (mulberry32): fault injection and jitter are reproducible. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function cloneWorld(w: SimWorld): SimWorld {
+  return { ...w };
+}
+
+function cloneVM(vm: SimVMState): SimVMState {
+  return {
+    ...vm,
+    ...(vm.live ? { live: cloneWorld(vm.live) } : {}),
+    ...(vm.config ? { config: cloneWorld(vm.config) } : {}),
+    ...(vm.hotAdd ? { hotAdd: { ...vm.hotAdd } } : {}),
+  };
+}
+
+function fmtBytes(b: bigint): string {
+  if (b % (1024n * MIB) === 0n) return `${b / (1024n * MIB)}Gi`;
+  if (b % MIB === 0n) return `${b / MIB}Mi`;
+  if (b % KIB === 0n) return `${b / KIB}Ki`;
+  return `${b}`;
+}
+
+/** Thrown by the hypervisor calls; the driver turns it into DriverError('Refused'). */
+export class SimRefusal extends Error {
+  readonly op: string;
+  readonly vm: string;
+  readonly hypervisorMessage: string;
+  constructor(op: string, vm: string, hypervisorMessage: string) {
+    super(`${op} on ${vm}: ${hypervisorMessage}`);
+    this.name = 'SimRefusal';
+    this.op = op;
+    this.vm = vm;
+    this.hypervisorMessage = hypervisorMessage;
+  }
+}
+
+export class SimHost {
+  /** Registry key: the resolved inventory path, or "memory:<key>". */
+  readonly key: string;
+  /** The URI a driver uses to reach this host. */
+  readonly uri: string;
+  readonly version = 'sim-1';
+  readonly hostname: string;
+  hostMemory: bigint;
+  latency: SimLatency;
+  faults: SimFaults;
+  qemuOverhead: bigint;
+  /** false: connect and every call fail with Unreachable (host down / network cut). */
+  reachable = true;
+  /** Hypervisor calls that reached the host, by op (refused ones included). */
+  readonly calls: Record<string, number> = {};
+  /** Every call that reached the host, in order. */
+  readonly callLog: SimCallRecord[] = [];
+
+  private readonly declaredType: HypervisorType | undefined;
+  private readonly vms = new Map<string, SimVMState>(); // by uuid
+  private readonly connections = new Set<SimConnection>();
+  private readonly balloonTimers = new Map<string, NodeJS.Timeout>();
+  private nextConnection = 1;
+  private rng: () => number;
+
+  constructor(key: string, uri: string, inventory: SimInventory) {
+    this.key = key;
+    this.uri = uri;
+    this.hostname = (key.split(/[\\/:]/).pop() ?? 'sim').replace(/\.ya?ml$/, '');
+    this.declaredType = inventory.type;
+    this.hostMemory = inventory.hostMemory;
+    this.latency = { ...inventory.latency };
+    this.faults = { ...inventory.faults };
+    this.qemuOverhead = inventory.qemuOverhead;
+    this.rng = mulberry32(inventory.faults.seed);
+    for (const vm of inventory.vms) this.vms.set(vm.uuid, cloneVM(vm));
+  }
+
+  // ---------------------------------------------------------------- identity
+
+  /** The host's type: the inventory's top-level `type`, else the first VM's, else 'qemu'. */
+  get type(): HypervisorType {
+    if (this.declaredType) return this.declaredType;
+    const first = this.vms.values().next();
+    return first.done ? 'qemu' : first.value.type;
+  }
+
+  // ------------------------------------------------------------- connections
+
+  /** Opens a connection (what a driver's connect() does). */
+  open(timeoutMs?: number): SimConnection {
+    if (!this.reachable) {
+      throw new DriverError('Unreachable', `sim host ${this.key} is unreachable`, { op: 'connect', hypervisorMessage: 'sim: host unreachable' });
+    }
+    const conn = new SimConnection(this.nextConnection++, timeoutMs);
+    this.connections.add(conn);
+    return conn;
+  }
+
+  /** Closes a connection on the client's request. */
+  close(conn: SimConnection): void {
+    conn.alive = false;
+    conn.reason = conn.reason || 'connection closed';
+    conn.subscribers.clear();
+    this.connections.delete(conn);
+  }
+
+  /** Breaks every open connection, as a restarted daemon or a network cut would. */
+  dropConnections(reason = 'sim: connection dropped'): void {
+    for (const conn of [...this.connections]) this.drop(conn, reason);
+  }
+
+  /** Number of connections currently open. */
+  get openConnections(): number {
+    return this.connections.size;
+  }
+
+  private drop(conn: SimConnection, reason: string): void {
+    if (!conn.alive) return;
+    conn.alive = false;
+    conn.reason = reason;
+    const subs = [...conn.subscribers];
+    conn.subscribers.clear();
+    this.connections.delete(conn);
+    for (const sub of subs) deliver(sub, { kind: 'disconnected', reason });
+  }
+
+  private checkConnection(conn: SimConnection, op: string, vm: string | undefined): void {
+    if (!conn.alive) {
+      throw new DriverError('Disconnected', `sim: ${op}: ${conn.reason || 'not connected'}`, {
+        op, ...(vm !== undefined ? { vm } : {}), hypervisorMessage: conn.reason || 'not connected',
+      });
+    }
+  }
+
+  /**
+   * Runs one hypervisor call on a connection: latency, faults, counting.
+   * A fault (errorRate, disconnect) happens before the call takes effect.
+   */
+  async call<T>(conn: SimConnection, op: string, vm: string | undefined, fn: () => T, detail?: string): Promise<T> {
+    this.checkConnection(conn, op, vm);
+    const delay = this.delayMs();
+    if (delay > 0) {
+      if (conn.timeoutMs !== undefined && delay > conn.timeoutMs) {
+        await sleep(conn.timeoutMs);
+        throw new DriverError('Timeout', `sim: ${op} timed out after ${conn.timeoutMs} ms`, {
+          op, ...(vm !== undefined ? { vm } : {}), hypervisorMessage: `no reply within ${conn.timeoutMs} ms`,
+        });
+      }
+      await sleep(delay);
+      this.checkConnection(conn, op, vm);
+    }
+    if (!this.reachable) {
+      this.drop(conn, 'sim: host unreachable');
+      throw new DriverError('Unreachable', `sim: ${op}: host unreachable`, {
+        op, ...(vm !== undefined ? { vm } : {}), hypervisorMessage: 'sim: host unreachable',
+      });
+    }
+    const limit = this.faults.disconnectAfterCalls;
+    if (limit !== undefined && conn.callsMade >= limit) {
+      this.drop(conn, `sim: connection dropped after ${limit} calls (faults.disconnectAfterCalls)`);
+      this.checkConnection(conn, op, vm);
+    }
+    conn.callsMade++;
+    if (this.faults.errorRate > 0 && this.rng() < this.faults.errorRate) {
+      throw new DriverError('Unreachable', `sim: ${op}: injected fault (faults.errorRate)`, {
+        op, ...(vm !== undefined ? { vm } : {}), hypervisorMessage: 'sim: injected transient error',
+      });
+    }
+    return this.record(conn.id, op, vm, fn, detail);
+  }
+
+  private record<T>(connection: number, op: string, vm: string | undefined, fn: () => T, detail?: string): T {
+    this.calls[op] = (this.calls[op] ?? 0) + 1;
+    const entry: SimCallRecord = { op, connection, outcome: 'ok', ...(vm !== undefined ? { vm } : {}), ...(detail ? { detail } : {}) };
+    this.callLog.push(entry);
+    try {
+      return fn();
+    } catch (err) {
+      entry.outcome = err instanceof SimRefusal ? 'refused' : 'notFound';
+      entry.error = (err as Error).message;
+      throw err;
+    }
+  }
+
+  /** Clears the call counters and log. */
+  resetCalls(): void {
+    for (const k of Object.keys(this.calls)) delete this.calls[k];
+    this.callLog.length = 0;
+  }
+
+  private delayMs(): number {
+    const { meanMs, jitterMs } = this.latency;
+    if (meanMs <= 0 && jitterMs <= 0) return 0;
+    return Math.max(0, meanMs + (jitterMs > 0 ? (this.rng() * 2 - 1) * jitterMs : 0));
+  }
+
+  // ------------------------------------------------------------------ events
+
+  private emit(event: DriverEvent): void {
+    for (const conn of this.connections) for (const sub of conn.subscribers) deliver(sub, event);
+  }
+
+  private lifecycle(vm: SimVMState, detail: string): void {
+    this.emit({ kind: 'lifecycle', vm: { name: vm.name, uuid: vm.uuid }, detail });
+  }
+
+  subscribe(conn: SimConnection, onEvent: (event: DriverEvent) => void): () => void {
+    this.checkConnection(conn, 'virConnectDomainEventRegisterAny', undefined);
+    conn.subscribers.add(onEvent);
+    return () => {
+      conn.subscribers.delete(onEvent);
+    };
+  }
+
+  // ------------------------------------------------------------------ lookup
+
+  /** Snapshot of one VM's state (by name or uuid); undefined when absent. */
+  vm(nameOrUuid: string): SimVMState | undefined {
+    const vm = this.find(nameOrUuid);
+    return vm ? cloneVM(vm) : undefined;
+  }
+
+  /** Snapshots of all VMs. */
+  list(): SimVMState[] {
+    return [...this.vms.values()].map(cloneVM);
+  }
+
+  private find(nameOrUuid: string): SimVMState | undefined {
+    const byUuid = this.vms.get(nameOrUuid.toLowerCase());
+    if (byUuid) return byUuid;
+    for (const vm of this.vms.values()) if (vm.name === nameOrUuid) return vm;
+    return undefined;
+  }
+
+  /** Hypervisor lookup by name (virDomainLookupByName / vSphere FindByInventoryPath). */
+  lookupByName(name: string): VMHandle {
+    for (const vm of this.vms.values()) if (vm.name === name) return { name: vm.name, uuid: vm.uuid };
+    throw this.notFound(this.lookupOp('name'), name, 'name');
+  }
+
+  lookupByUuid(uuid: string): VMHandle {
+    const vm = this.vms.get(uuid.toLowerCase());
+    if (vm) return { name: vm.name, uuid: vm.uuid };
+    throw this.notFound(this.lookupOp('uuid'), uuid, 'uuid');
+  }
+
+  lookupOp(by: 'name' | 'uuid'): string {
+    if (this.type === 'esx') return by === 'name' ? 'FindByInventoryPath' : 'FindByUuid';
+    return by === 'name' ? 'virDomainLookupByName' : 'virDomainLookupByUUIDString';
+  }
+
+  observeOp(): string {
+    return this.type === 'esx' ? 'RetrievePropertiesEx' : 'virDomainGetXMLDesc';
+  }
+
+  identifyOp(): string {
+    return this.type === 'esx' ? 'RetrieveServiceContent' : 'virConnectGetVersion';
+  }
+
+  private notFound(op: string, key: string, by: 'name' | 'uuid'): DriverError {
+    const msg = this.type === 'esx'
+      ? `ManagedObjectNotFound: The object 'vim.VirtualMachine:${key}' has already been deleted or has not been completely created`
+      : LV.noDomain(`no domain with matching ${by} '${key}'`);
+    return new DriverError('VMNotFound', `${op}: ${msg}`, { op, vm: key, hypervisorMessage: msg });
+  }
+
+  /** The VM behind a handle, by uuid (a VM re-created under the same name is a different VM). */
+  private byHandle(handle: VMHandle, op: string): SimVMState {
+    const vm = this.vms.get(handle.uuid.toLowerCase());
+    if (!vm) throw this.notFound(op, handle.uuid, 'uuid');
+    return vm;
+  }
+
+  /** The VM as a driver observes it. */
+  observe(handle: VMHandle): ObservedVM {
+    const vm = this.byHandle(handle, this.observeOp());
+    return observed(vm);
+  }
+
+  // --------------------------------------------------- libvirt: memory calls
+
+  /**
+   * virDomainSetMemoryFlags(dom, kib, flags): balloon target, or with
+   * `maximum` the domain's maximum (<memory>). Rules from libvirt's
+   * qemuDomainSetMemoryFlags, libxlDomainSetMemoryFlags and
+   * testDomainSetMemoryFlags.
+   */
+  virDomainSetMemoryFlags(handle: VMHandle, kib: bigint, flags: SimAffectFlags & { maximum?: boolean }): void {
+    const op = 'virDomainSetMemoryFlags';
+    const vm = this.byHandle(handle, op);
+    const refuse = (m: string): never => {
+      throw new SimRefusal(op, vm.name, m);
+    };
+    if (vm.type === 'esx') refuse(LV.noSupport(op));
+    if (kib <= 0n) refuse(LV.invalidArg('memory in virDomainSetMemoryFlags must not be zero'));
+    const bytes = kib * KIB;
+    const { live, config } = this.modificationImpact(vm, op, flags);
+
+    if (flags.maximum) {
+      if (vm.type === 'xen') {
+        // libxl: live raises the hypervisor cap (libxl_domain_setmaxmem), which
+        // refuses to go below the current balloon target.
+        if (live && bytes < (vm.live as SimWorld).memory) {
+          refuse(LV.internal(`Failed to set maximum memory for domain '${domId(vm)}' with libxenlight`));
+        }
+      } else {
+        if (live) refuse(LV.operationInvalid('cannot resize the maximum memory on an active domain'));
+        if (vm.numa) refuse(LV.operationInvalid('initial memory size of a domain with NUMA nodes cannot be modified with this API'));
+      }
+      if (live) (vm.live as SimWorld).maxMemory = bytes;
+      if (config) {
+        const c = vm.config as SimWorld;
+        c.maxMemory = bytes;
+        if (c.memory > bytes) c.memory = bytes;
+      }
+      return;
+    }
+
+    if (live && bytes > (vm.live as SimWorld).maxMemory) refuse(LV.invalidArg('cannot set memory higher than max memory'));
+    if (config && bytes > (vm.config as SimWorld).maxMemory) refuse(LV.invalidArg('cannot set memory higher than max memory'));
+    if (live && vm.type === 'qemu' && vm.balloon === 'none') {
+      refuse(LV.operationInvalid('Unable to change memory of active domain without the balloon device and guest OS balloon driver'));
+    }
+    if (config) (vm.config as SimWorld).memory = bytes;
+    if (live) {
+      (vm.live as SimWorld).memory = bytes;
+      this.balloonTo(vm, bytes);
+    }
+  }
+
+  /**
+   * virDomainSetMemoryParameters(dom, params, flags): memtune. QEMU and test
+   * accept hard_limit/soft_limit/swap_hard_limit only (virTypedParamsValidate
+   * rejects min_guarantee); libxl does not implement the call at all.
+   */
+  virDomainSetMemoryParameters(handle: VMHandle, params: Record<string, bigint | 'unlimited'>, flags: SimAffectFlags): void {
+    const op = 'virDomainSetMemoryParameters';
+    const vm = this.byHandle(handle, op);
+    const refuse = (m: string): never => {
+      throw new SimRefusal(op, vm.name, m);
+    };
+    if (vm.type === 'xen' || vm.type === 'esx') refuse(LV.noSupport(op));
+    for (const name of Object.keys(params)) {
+      if (!['hard_limit', 'soft_limit', 'swap_hard_limit'].includes(name)) refuse(LV.argumentUnsupported(`parameter '${name}' not supported`));
+    }
+    const { live, config } = this.modificationImpact(vm, op, flags);
+    const hard = params.hard_limit;
+    if (hard === undefined) return;
+    const limit: Limit = hard === 'unlimited' ? 'unlimited' : hard * KIB;
+    if (config) (vm.config as SimWorld).limit = limit;
+    if (live) {
+      (vm.live as SimWorld).limit = limit;
+      this.oomCheck(vm);
+    }
+  }
+
+  /** virDomainObjUpdateModificationImpact (+ the test driver's one-def rule). */
+  private modificationImpact(vm: SimVMState, op: string, flags: SimAffectFlags): { live: boolean; config: boolean } {
+    let live = !!flags.live;
+    let config = !!flags.config;
+    const running = vm.powerState !== 'ShutOff';
+    if (vm.type === 'test' && live && config) {
+      throw new SimRefusal(op, vm.name, LV.invalidArg("Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive"));
+    }
+    if (!live && !config) {
+      // VIR_DOMAIN_AFFECT_CURRENT
+      live = running;
+      config = !running;
+    }
+    if (live && !running) throw new SimRefusal(op, vm.name, LV.operationInvalid('domain is not running'));
+    if (config && !vm.persistent) throw new SimRefusal(op, vm.name, LV.operationInvalid('transient domains do not have any persistent config'));
+    return { live, config };
+  }
+
+  /** Moves the balloon toward a new live target, per the VM's guest behaviour. */
+  private balloonTo(vm: SimVMState, target: bigint): void {
+    const timer = this.balloonTimers.get(vm.uuid);
+    if (timer) {
+      clearTimeout(timer);
+      this.balloonTimers.delete(vm.uuid);
+    }
+    // The test and libxl drivers report the target itself; Xen ballooning is synchronous.
+    const mode = vm.type === 'qemu' ? vm.balloon : 'responsive';
+    const delay = vm.type === 'qemu' ? vm.balloonDelayMs : 0;
+    if (mode !== 'responsive') return; // no guest driver: libvirt accepts, actual stays put
+    if (delay <= 0) {
+      this.setActual(vm, target);
+      return;
+    }
+    const t = setTimeout(() => {
+      this.balloonTimers.delete(vm.uuid);
+      const current = this.vms.get(vm.uuid);
+      if (current === vm && vm.powerState !== 'ShutOff') this.setActual(vm, target);
+    }, delay);
+    t.unref();
+    this.balloonTimers.set(vm.uuid, t);
+  }
+
+  private setActual(vm: SimVMState, actual: bigint): void {
+    if (vm.actual === actual) return;
+    vm.actual = actual;
+    this.emit({ kind: 'balloon', vm: { name: vm.name, uuid: vm.uuid }, actual });
+  }
+
+  /** A QEMU hard_limit below guest RAM + overhead gets the QEMU process OOM-killed. */
+  private oomCheck(vm: SimVMState): void {
+    if (vm.type !== 'qemu' || !vm.live) return;
+    const limit = vm.live.limit;
+    if (limit === undefined || limit === 'unlimited') return;
+    if (limit < vm.live.maxMemory + this.qemuOverhead) this.stop(vm, 'Crashed');
+  }
+
+  // ------------------------------------------------------ vSphere: reconfig
+
+  /**
+   * ReconfigVM_Task(vm, spec): memoryMB and memoryAllocation. Enforces the
+   * rules real ESX enforces (vcsim does not): 4 MB multiples, hot-add only
+   * to increase, within hotPlugMemoryLimit and by hotPlugMemoryIncrementSize,
+   * reservation <= limit, reservation within host capacity. Like vcsim, a
+   * memoryAllocation without reservation or limit resets the missing ones.
+   */
+  ReconfigVM_Task(handle: VMHandle, spec: SimReconfigSpec): void {
+    const op = 'ReconfigVM_Task';
+    const vm = this.byHandle(handle, op);
+    const refuse = (m: string): never => {
+      throw new SimRefusal(op, vm.name, m);
+    };
+    if (vm.type !== 'esx') refuse(LV.noSupport(op));
+    const c = vm.config as SimWorld;
+    const curMB = c.maxMemory / MIB;
+    let newMB = curMB;
+    const invalid = (what: string, why: string): never => refuse(`InvalidArgument: A specified parameter was not correct: ${what} (${why})`);
+    if (spec.memoryMB !== undefined) {
+      if (!Number.isSafeInteger(spec.memoryMB) || spec.memoryMB <= 0) invalid('spec.memoryMB', `${spec.memoryMB} is not a positive whole number of MB`);
+      newMB = BigInt(spec.memoryMB);
+      if (newMB % 4n !== 0n) invalid('spec.memoryMB', `memory size ${newMB} MB is not a multiple of 4 MB`);
+      if (newMB !== curMB) {
+        if (vm.powerState === 'Paused') refuse('InvalidPowerState: The attempted operation cannot be performed in the current state (Suspended).');
+        if (vm.powerState === 'Running') {
+          const hot = vm.hotAdd ?? { enabled: false };
+          if (!hot.enabled) refuse('InvalidPowerState: The attempted operation cannot be performed in the current state (Powered on). Memory hot-add is not enabled for this virtual machine.');
+          if (newMB < curMB) refuse(`NotSupported: The operation is not supported on the object. Memory hot-remove is not supported: memoryMB can only grow (${curMB} MB -> ${newMB} MB) while the virtual machine is powered on.`);
+          if (hot.limit !== undefined && newMB * MIB > hot.limit) invalid('spec.memoryMB', `${newMB} MB exceeds hotPlugMemoryLimit ${hot.limit / MIB} MB`);
+          if (hot.increment !== undefined && ((newMB - curMB) * MIB) % hot.increment !== 0n) {
+            invalid('spec.memoryMB', `hot-added memory ${newMB - curMB} MB is not a multiple of hotPlugMemoryIncrementSize ${hot.increment / MIB} MB`);
+          }
+        }
+      }
+    }
+    let reservation = c.reservation ?? 0n;
+    let limit: Limit = c.limit ?? 'unlimited';
+    if (spec.memoryAllocation !== undefined) {
+      const r = spec.memoryAllocation.reservation ?? 0;
+      const l = spec.memoryAllocation.limit ?? -1;
+      if (!Number.isSafeInteger(r) || r < 0) invalid('spec.memoryAllocation.reservation', `${r} is not a whole number of MB >= 0`);
+      if (!Number.isSafeInteger(l) || l < -1) invalid('spec.memoryAllocation.limit', `${l} is not -1 or a whole number of MB`);
+      reservation = BigInt(r) * MIB;
+      limit = l === -1 ? 'unlimited' : BigInt(l) * MIB;
+    }
+    if (limit !== 'unlimited' && reservation > limit) {
+      invalid('spec.memoryAllocation.reservation', `reservation ${reservation / MIB} MB is above limit ${limit / MIB} MB`);
+    }
+    if (reservation > newMB * MIB) {
+      invalid('spec.memoryAllocation.reservation', `reservation ${reservation / MIB} MB is above the memory size ${newMB} MB`);
+    }
+    if (reservation !== (c.reservation ?? 0n)) {
+      const others = vm.powerState === 'Running'
+        ? [...this.vms.values()].filter((o) => o !== vm && o.type === 'esx' && o.powerState === 'Running').reduce((s, o) => s + (o.config?.reservation ?? 0n), 0n)
+        : 0n;
+      if (others + reservation > this.hostMemory) {
+        refuse('InsufficientResourcesFault: The available Memory resources in the parent resource pool are insufficient for the operation.');
+      }
+    }
+    c.maxMemory = newMB * MIB;
+    c.memory = c.maxMemory;
+    c.reservation = reservation;
+    c.limit = limit;
+  }
+
+  // ------------------------------------------------------- out-of-band ops
+
+  /** Power off (virDomainDestroy / PowerOffVM_Task). A transient domain vanishes. */
+  powerOff(name: string): void {
+    const vm = this.must(name);
+    if (vm.powerState === 'ShutOff') return;
+    this.stop(vm, 'Stopped');
+  }
+
+  /** Cold start: the config becomes live (what makes RestartRequired effective). */
+  powerOn(name: string): void {
+    const vm = this.must(name);
+    if (vm.powerState !== 'ShutOff') return;
+    this.start(vm);
+  }
+
+  /**
+   * Cold restart (power off + power on): config becomes live. A transient
+   * domain has no config, so it reboots with its live definition unchanged.
+   */
+  restart(name: string): void {
+    const vm = this.must(name);
+    if (!vm.persistent) {
+      this.lifecycle(vm, 'Rebooted');
+      return;
+    }
+    if (vm.powerState !== 'ShutOff') this.stop(vm, 'Stopped');
+    if (this.vms.get(vm.uuid) === vm) this.start(vm);
+  }
+
+  pause(name: string): void {
+    const vm = this.must(name);
+    if (vm.powerState !== 'Running') return;
+    vm.powerState = 'Paused';
+    this.lifecycle(vm, 'Suspended');
+  }
+
+  resume(name: string): void {
+    const vm = this.must(name);
+    if (vm.powerState !== 'Paused') return;
+    vm.powerState = 'Running';
+    this.lifecycle(vm, 'Resumed');
+  }
+
+  /** Out-of-band drift of the live world (virsh setmem --live, or the guest). `actual` moves the balloon. */
+  setLive(name: string, values: Partial<SimWorld> & { actual?: bigint }): void {
+    const vm = this.must(name);
+    const { actual, ...world } = values;
+    if (vm.type === 'esx') {
+      if (vm.powerState !== 'Running') throw new Error(`sim: ${name} is not powered on`);
+      this.setWorld(vm, 'config', world);
+      return;
+    }
+    if (!vm.live) throw new Error(`sim: ${name} is not running: it has no live world`);
+    this.setWorld(vm, 'live', world);
+    if (actual !== undefined) this.setActual(vm, actual);
+    else if (world.memory !== undefined) this.balloonTo(vm, world.memory);
+    this.oomCheck(vm);
+  }
+
+  /** Out-of-band drift of the config world (virsh edit / another tool). */
+  setConfig(name: string, values: Partial<SimWorld>): void {
+    const vm = this.must(name);
+    if (!vm.config) throw new Error(`sim: ${name} is transient: it has no config world`);
+    this.setWorld(vm, 'config', values);
+    this.lifecycle(vm, 'Defined');
+  }
+
+  private setWorld(vm: SimVMState, which: 'live' | 'config', values: Partial<SimWorld>): void {
+    const target = vm[which] as SimWorld;
+    const next: SimWorld = { ...target };
+    for (const [k, v] of Object.entries(values)) if (v !== undefined) (next as unknown as Record<string, unknown>)[k] = v;
+    if (vm.type === 'esx') next.memory = next.maxMemory;
+    if (next.memory <= 0n || next.memory > next.maxMemory) {
+      throw new Error(`sim: ${vm.name}: ${which} memory ${fmtBytes(next.memory)} must be in (0, maxMemory ${fmtBytes(next.maxMemory)}]`);
+    }
+    vm[which] = next;
+  }
+
+  /** Removes a VM behind vmmem's back (destroy + undefine). */
+  remove(name: string): void {
+    const vm = this.must(name);
+    this.forget(vm);
+    this.lifecycle(vm, 'Undefined');
+  }
+
+  /** Adds a VM (same fields as an inventory entry). Validation errors change nothing. */
+  add(spec: unknown): SimVMState {
+    const vm = parseVM(spec, this.key, 'add()');
+    const clash = this.find(vm.name) ?? this.vms.get(vm.uuid);
+    if (clash) throw new SimInventoryError(this.key, `add() (${vm.name})`, `a VM named ${clash.name} with uuid ${clash.uuid} exists`);
+    this.vms.set(vm.uuid, vm);
+    this.lifecycle(vm, 'Defined');
+    if (vm.powerState !== 'ShutOff') this.lifecycle(vm, 'Started');
+    return cloneVM(vm);
+  }
+
+  private must(name: string): SimVMState {
+    const vm = this.find(name);
+    if (!vm) throw new Error(`sim host ${this.key}: no VM named ${name}`);
+    return vm;
+  }
+
+  private forget(vm: SimVMState): void {
+    const timer = this.balloonTimers.get(vm.uuid);
+    if (timer) clearTimeout(timer);
+    this.balloonTimers.delete(vm.uuid);
+    this.vms.delete(vm.uuid);
+  }
+
+  private stop(vm: SimVMState, detail: 'Stopped' | 'Crashed'): void {
+    const timer = this.balloonTimers.get(vm.uuid);
+    if (timer) clearTimeout(timer);
+    this.balloonTimers.delete(vm.uuid);
+    vm.powerState = 'ShutOff';
+    delete vm.live;
+    delete vm.actual;
+    this.lifecycle(vm, detail);
+    if (!vm.persistent) {
+      this.forget(vm);
+      this.lifecycle(vm, 'Undefined');
+    }
+  }
+
+  private start(vm: SimVMState): void {
+    vm.powerState = 'Running';
+    if (vm.type !== 'esx') {
+      const config = vm.config as SimWorld;
+      vm.live = cloneWorld(config);
+      // The guest boots with all of maxMemory; a working balloon driver then
+      // inflates down to the target.
+      vm.actual = config.maxMemory;
+      if (config.memory !== config.maxMemory) this.balloonTo(vm, config.memory);
+    }
+    this.lifecycle(vm, 'Started');
+    this.oomCheck(vm);
+  }
+}
+
+function deliver(sub: (event: DriverEvent) => void, event: DriverEvent): void {
+  queueMicrotask(() => {
+    try {
+      sub(event);
+    } catch {
+      // A subscriber's failure is its own; the host keeps going.
+    }
+  });
+}
+
+/** A stable small domain id for messages (libxl reports numeric ids). */
+function domId(vm: SimVMState): number {
+  return (parseInt(vm.uuid.slice(0, 4), 16) % 4000) + 1;
+}
+
+function worldValues(w: SimWorld, type: HypervisorType): WorldValues {
+  const out: WorldValues = { maxMemory: w.maxMemory, memory: w.memory };
+  if (type === 'esx') {
+    const limit = w.limit ?? 'unlimited';
+    out.memory = limit === 'unlimited' || limit > w.maxMemory ? w.maxMemory : limit;
+    out.reservation = w.reservation ?? 0n;
+    out.limit = limit;
+    return out;
+  }
+  if (w.reservation !== undefined) out.reservation = w.reservation;
+  if (w.limit !== undefined) out.limit = w.limit;
+  return out;
+}
+
+/** Builds the driver's view of a VM (both worlds, power state, balloon). */
+export function observed(vm: SimVMState): ObservedVM {
+  const power: PowerState = vm.powerState;
+  const out: ObservedVM = {
+    name: vm.name,
+    uuid: vm.uuid,
+    type: vm.type,
+    powerState: power,
+    persistent: vm.persistent,
+    balloon: { device: vm.balloon === 'none' ? 'none' : 'present' },
+    numa: vm.numa,
+  };
+  if (vm.type === 'esx') {
+    const config = worldValues(vm.config as SimWorld, 'esx');
+    out.config = config;
+    if (power === 'Running') out.live = { ...config };
+    out.hotAdd = { ...(vm.hotAdd ?? { enabled: false }) };
+    return out;
+  }
+  if (vm.live) out.live = worldValues(vm.live, vm.type);
+  if (vm.config) out.config = worldValues(vm.config, vm.type);
+  if (vm.live && vm.actual !== undefined) out.balloon.actual = vm.actual;
+  return out;
+}

@@ -1,0 +1,331 @@
+/**
+ * The sim inventory: the YAML file (or in-memory object) that describes a
+ * simulated hypervisor host and its VMs. See docs/sim.md for the format.
+ *
+ * Validation is total and happens before anything is built: an invalid
+ * inventory throws SimInventoryError naming the source, the VM and the field,
+ * and no simulated host changes.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { load } from 'js-yaml';
+import { parseDuration } from '../../api/duration.ts';
+import { parseQuantity } from '../../api/quantity.ts';
+import type { HypervisorType, Limit, PowerState } from '../../model/memory.ts';
+
+export type BalloonMode = 'responsive' | 'unresponsive' | 'none';
+
+const KIB = 1024n;
+const MIB = 1024n * 1024n;
+const ESX_MEMORY_MB_STEP = 4n * MIB;
+
+/** Memory values of one world, exact bytes. */
+export interface SimWorld {
+  maxMemory: bigint;
+  memory: bigint;
+  reservation?: bigint;
+  limit?: Limit;
+}
+
+/** One VM after validation. ESX VMs keep their single configuration in `config`. */
+export interface SimVMState {
+  name: string;
+  uuid: string;
+  type: HypervisorType;
+  powerState: PowerState;
+  persistent: boolean;
+  numa: boolean;
+  /** Present while the VM runs (libvirt types). ESX: derived from config. */
+  live?: SimWorld;
+  /** Present for persistent VMs (always for ESX). */
+  config?: SimWorld;
+  balloon: BalloonMode;
+  balloonDelayMs: number;
+  /** What the guest holds; libvirt types while running. */
+  actual?: bigint;
+  hotAdd?: { enabled: boolean; limit?: bigint; increment?: bigint };
+}
+
+export interface SimLatency {
+  meanMs: number;
+  jitterMs: number;
+}
+
+export interface SimFaults {
+  /** Probability (0..1) that a call fails with Unreachable before it takes effect. */
+  errorRate: number;
+  /** Each connection dies (Disconnected) after this many calls. */
+  disconnectAfterCalls?: number;
+  seed: number;
+}
+
+export interface SimInventory {
+  /** What identify() reports; defaults to the first VM's type, else 'qemu'. */
+  type?: HypervisorType;
+  hostMemory: bigint;
+  latency: SimLatency;
+  faults: SimFaults;
+  /** QEMU process overhead above guest RAM: a live hard_limit below maxMemory + this OOM-kills the domain. */
+  qemuOverhead: bigint;
+  vms: SimVMState[];
+}
+
+export class SimInventoryError extends Error {
+  readonly source: string;
+  constructor(source: string, where: string, reason: string) {
+    super(`sim inventory ${source}: ${where}: ${reason}`);
+    this.name = 'SimInventoryError';
+    this.source = source;
+  }
+}
+
+const TYPES: readonly HypervisorType[] = ['qemu', 'xen', 'esx', 'test'];
+const POWER: readonly PowerState[] = ['Running', 'ShutOff', 'Paused'];
+const BALLOON: readonly BalloonMode[] = ['responsive', 'unresponsive', 'none'];
+const TOP_KEYS = new Set(['type', 'hostMemory', 'latency', 'faults', 'qemuOverhead', 'vms']);
+const VM_KEYS = new Set([
+  'name', 'uuid', 'type', 'powerState', 'maxMemory', 'memory', 'configMaxMemory', 'configMemory',
+  'reservation', 'limit', 'balloon', 'balloonDelay', 'actual', 'memoryHotAddEnabled', 'hotPlugMemoryLimit',
+  'hotPlugMemoryIncrementSize', 'transient', 'numa',
+]);
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A stable UUID derived from the VM name, so a reloaded inventory keeps its UUIDs. */
+export function uuidFromName(name: string): string {
+  const h = createHash('sha1').update(`vmmem-sim:${name}`).digest('hex');
+  const variant = ((parseInt(h.slice(16, 18), 16) & 0x3f) | 0x80).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(18, 20)}-${h.slice(20, 32)}`;
+}
+
+/** Reads and validates an inventory file. */
+export function loadInventoryFile(path: string): SimInventory {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new SimInventoryError(path, 'file', `cannot be read: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = load(text);
+  } catch (err) {
+    throw new SimInventoryError(path, 'YAML', (err as Error).message);
+  }
+  return parseInventory(doc, path);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function quantityOf(v: unknown, source: string, where: string, field: string): bigint {
+  // Plain YAML integers are accepted as bytes (parseQuantity itself insists on strings).
+  const value = typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? String(v) : v;
+  try {
+    return parseQuantity(value, field);
+  } catch (err) {
+    throw new SimInventoryError(source, where, (err as Error).message);
+  }
+}
+
+function durationMs(v: unknown, source: string, where: string, field: string): number {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+  if (typeof v !== 'string') throw new SimInventoryError(source, where, `${field}: ${JSON.stringify(v)} is not a duration such as "5ms"`);
+  try {
+    return parseDuration(v, field);
+  } catch (err) {
+    throw new SimInventoryError(source, where, (err as Error).message);
+  }
+}
+
+function limitOf(v: unknown, source: string, where: string, field: string): Limit {
+  if (typeof v === 'string' && v.toLowerCase() === 'unlimited') return 'unlimited';
+  return quantityOf(v, source, where, field);
+}
+
+/** Validates an inventory document (the parsed YAML, or an object written in a test). */
+export function parseInventory(doc: unknown, source = '<memory>'): SimInventory {
+  if (doc === undefined || doc === null) doc = {};
+  if (!isRecord(doc)) throw new SimInventoryError(source, 'top level', 'must be a mapping with a "vms" list');
+  for (const key of Object.keys(doc)) {
+    if (!TOP_KEYS.has(key)) throw new SimInventoryError(source, 'top level', `unknown field "${key}" (known: ${[...TOP_KEYS].join(', ')})`);
+  }
+  let type: HypervisorType | undefined;
+  if (doc.type !== undefined) {
+    if (!TYPES.includes(doc.type as HypervisorType)) throw new SimInventoryError(source, 'type', `${JSON.stringify(doc.type)} is not one of ${TYPES.join(', ')}`);
+    type = doc.type as HypervisorType;
+  }
+  const hostMemory = doc.hostMemory === undefined ? 256n * 1024n * MIB : quantityOf(doc.hostMemory, source, 'hostMemory', 'hostMemory');
+  if (hostMemory <= 0n) throw new SimInventoryError(source, 'hostMemory', 'must be > 0');
+  const qemuOverhead = doc.qemuOverhead === undefined ? 256n * MIB : quantityOf(doc.qemuOverhead, source, 'qemuOverhead', 'qemuOverhead');
+
+  const latency: SimLatency = { meanMs: 0, jitterMs: 0 };
+  if (doc.latency !== undefined) {
+    if (isRecord(doc.latency)) {
+      for (const k of Object.keys(doc.latency)) {
+        if (k !== 'mean' && k !== 'jitter') throw new SimInventoryError(source, 'latency', `unknown field "${k}" (known: mean, jitter)`);
+      }
+      latency.meanMs = durationMs(doc.latency.mean ?? 0, source, 'latency', 'latency.mean');
+      latency.jitterMs = durationMs(doc.latency.jitter ?? 0, source, 'latency', 'latency.jitter');
+    } else {
+      latency.meanMs = durationMs(doc.latency, source, 'latency', 'latency');
+    }
+  }
+
+  const faults: SimFaults = { errorRate: 0, seed: 1 };
+  if (doc.faults !== undefined) {
+    if (!isRecord(doc.faults)) throw new SimInventoryError(source, 'faults', 'must be a mapping {errorRate, disconnectAfterCalls, seed}');
+    for (const k of Object.keys(doc.faults)) {
+      if (!['errorRate', 'disconnectAfterCalls', 'seed'].includes(k)) throw new SimInventoryError(source, 'faults', `unknown field "${k}"`);
+    }
+    const { errorRate, disconnectAfterCalls, seed } = doc.faults;
+    if (errorRate !== undefined) {
+      if (typeof errorRate !== 'number' || !(errorRate >= 0 && errorRate <= 1)) throw new SimInventoryError(source, 'faults.errorRate', 'must be a number in 0..1');
+      faults.errorRate = errorRate;
+    }
+    if (disconnectAfterCalls !== undefined) {
+      if (!Number.isSafeInteger(disconnectAfterCalls) || (disconnectAfterCalls as number) < 1) throw new SimInventoryError(source, 'faults.disconnectAfterCalls', 'must be an integer >= 1');
+      faults.disconnectAfterCalls = disconnectAfterCalls as number;
+    }
+    if (seed !== undefined) {
+      if (!Number.isSafeInteger(seed)) throw new SimInventoryError(source, 'faults.seed', 'must be an integer');
+      faults.seed = seed as number;
+    }
+  }
+
+  const rawVMs = doc.vms ?? [];
+  if (!Array.isArray(rawVMs)) throw new SimInventoryError(source, 'vms', 'must be a list');
+  const vms: SimVMState[] = [];
+  const names = new Set<string>();
+  const uuids = new Set<string>();
+  rawVMs.forEach((raw, i) => {
+    const vm = parseVM(raw, source, `vms[${i}]`);
+    if (names.has(vm.name)) throw new SimInventoryError(source, `vms[${i}] (${vm.name})`, 'duplicate name');
+    if (uuids.has(vm.uuid)) throw new SimInventoryError(source, `vms[${i}] (${vm.name})`, `duplicate uuid ${vm.uuid}`);
+    names.add(vm.name);
+    uuids.add(vm.uuid);
+    vms.push(vm);
+  });
+  return { ...(type ? { type } : {}), hostMemory, latency, faults, qemuOverhead, vms };
+}
+
+/** Validates one VM entry (inventory `vms[i]`, or simHost().add()). */
+export function parseVM(raw: unknown, source: string, at: string): SimVMState {
+  if (!isRecord(raw)) throw new SimInventoryError(source, at, 'must be a mapping');
+  const name = raw.name;
+  if (typeof name !== 'string' || name === '') throw new SimInventoryError(source, at, 'name: required, a non-empty string');
+  const where = `${at} (${name})`;
+  const fail = (field: string, reason: string): never => {
+    throw new SimInventoryError(source, `${where}.${field}`, reason);
+  };
+  for (const key of Object.keys(raw)) {
+    if (!VM_KEYS.has(key)) fail(key, `unknown field (known: ${[...VM_KEYS].join(', ')})`);
+  }
+  const type = raw.type as HypervisorType;
+  if (!TYPES.includes(type)) fail('type', `${JSON.stringify(raw.type)} is not one of ${TYPES.join(', ')}`);
+  const powerState = (raw.powerState ?? 'Running') as PowerState;
+  if (!POWER.includes(powerState)) fail('powerState', `${JSON.stringify(raw.powerState)} is not one of ${POWER.join(', ')}`);
+  let uuid: string;
+  if (raw.uuid === undefined) uuid = uuidFromName(name);
+  else if (typeof raw.uuid === 'string' && UUID_RE.test(raw.uuid)) uuid = raw.uuid.toLowerCase();
+  else return fail('uuid', `${JSON.stringify(raw.uuid)} is not a UUID`);
+  const bool = (field: string): boolean => {
+    const v = raw[field];
+    if (v === undefined) return false;
+    if (typeof v !== 'boolean') fail(field, 'must be true or false');
+    return v as boolean;
+  };
+  const transient = bool('transient');
+  const numa = bool('numa');
+  const balloon = (raw.balloon ?? 'responsive') as BalloonMode;
+  if (!BALLOON.includes(balloon)) fail('balloon', `${JSON.stringify(raw.balloon)} is not one of ${BALLOON.join(', ')}`);
+  const balloonDelayMs = raw.balloonDelay === undefined ? 0 : durationMs(raw.balloonDelay, source, `${where}.balloonDelay`, 'balloonDelay');
+
+  const q = (field: string): bigint | undefined => (raw[field] === undefined ? undefined : quantityOf(raw[field], source, where, field));
+  if (raw.maxMemory === undefined) fail('maxMemory', 'required');
+  const maxMemory = q('maxMemory') as bigint;
+  const memory = q('memory') ?? maxMemory;
+  const configMaxMemory = q('configMaxMemory');
+  const configMemory = q('configMemory');
+  const reservation = q('reservation');
+  const limit = raw.limit === undefined ? undefined : limitOf(raw.limit, source, where, 'limit');
+  const actual = q('actual');
+
+  const isEsx = type === 'esx';
+  const granularity = isEsx ? ESX_MEMORY_MB_STEP : KIB;
+  const unit = isEsx ? 'multiple of 4 MiB (ESX memoryMB)' : 'whole number of KiB (libvirt)';
+  const checkGran = (field: string, v: bigint | undefined, g = granularity, u = unit): void => {
+    if (v !== undefined && v % g !== 0n) fail(field, `${v} bytes is not a ${u}`);
+  };
+  checkGran('maxMemory', maxMemory);
+  checkGran('configMaxMemory', configMaxMemory);
+  if (maxMemory <= 0n) fail('maxMemory', 'must be > 0');
+  if (configMaxMemory !== undefined && configMaxMemory <= 0n) fail('configMaxMemory', 'must be > 0');
+
+  if (isEsx) {
+    if (transient) fail('transient', 'ESX VMs are always persistent');
+    if (numa) fail('numa', 'only libvirt domains (qemu, test) model NUMA cells here');
+    if (raw.memory !== undefined && memory !== maxMemory) fail('memory', 'ESX has no balloon target: memory is enforced through limit; omit memory or set it equal to maxMemory');
+    if (configMaxMemory !== undefined || configMemory !== undefined) fail(configMaxMemory !== undefined ? 'configMaxMemory' : 'configMemory', 'ESX has one configuration: use maxMemory');
+    checkGran('reservation', reservation, MIB, 'whole number of MiB');
+    if (limit !== undefined && limit !== 'unlimited') checkGran('limit', limit, MIB, 'whole number of MiB');
+    const res = reservation ?? 0n;
+    const lim = limit ?? 'unlimited';
+    if (res > maxMemory) fail('reservation', 'must be <= maxMemory');
+    if (lim !== 'unlimited' && res > lim) fail('reservation', 'must be <= limit');
+    const enabled = bool('memoryHotAddEnabled');
+    const hotLimit = q('hotPlugMemoryLimit');
+    const increment = q('hotPlugMemoryIncrementSize');
+    checkGran('hotPlugMemoryLimit', hotLimit, MIB, 'whole number of MiB');
+    checkGran('hotPlugMemoryIncrementSize', increment, MIB, 'whole number of MiB');
+    if (increment !== undefined && increment <= 0n) fail('hotPlugMemoryIncrementSize', 'must be > 0');
+    if (actual !== undefined) fail('actual', 'ESX reports no balloon actual');
+    const config: SimWorld = { maxMemory, memory: maxMemory, reservation: res, limit: lim };
+    return {
+      name, uuid, type, powerState, persistent: true, numa: false, config, balloon, balloonDelayMs,
+      hotAdd: {
+        enabled,
+        ...(hotLimit !== undefined ? { limit: hotLimit } : {}),
+        ...(increment !== undefined ? { increment } : {}),
+      },
+    };
+  }
+
+  for (const f of ['memoryHotAddEnabled', 'hotPlugMemoryLimit', 'hotPlugMemoryIncrementSize']) {
+    if (raw[f] !== undefined) fail(f, 'only ESX VMs have memory hot-add settings');
+  }
+  if (reservation !== undefined) {
+    fail('reservation', type === 'xen' ? 'Xen (libxl) has no memory reservation' : "libvirt's QEMU and test drivers do not support min_guarantee");
+  }
+  if (limit !== undefined && type === 'xen') fail('limit', 'Xen (libxl) has no memtune hard_limit');
+  if (numa && type === 'xen') fail('numa', 'only qemu and test domains model NUMA cells here');
+  checkGran('memory', memory);
+  checkGran('configMemory', configMemory);
+  checkGran('actual', actual);
+  if (limit !== undefined && limit !== 'unlimited') checkGran('limit', limit);
+  if (memory <= 0n) fail('memory', 'must be > 0');
+  if (memory > maxMemory) fail('memory', 'must be <= maxMemory');
+  if (transient && powerState === 'ShutOff') fail('transient', 'a transient domain cannot be shut off (it vanishes when it stops)');
+  if (transient && (configMaxMemory !== undefined || configMemory !== undefined)) fail('transient', 'a transient domain has no config world (configMaxMemory/configMemory)');
+  const running = powerState !== 'ShutOff';
+  const hostLimit: Limit | undefined = type === 'xen' ? undefined : (limit ?? 'unlimited');
+  const world = (max: bigint, mem: bigint): SimWorld => ({ maxMemory: max, memory: mem, ...(hostLimit !== undefined ? { limit: hostLimit } : {}) });
+  let config: SimWorld | undefined;
+  if (!transient) {
+    const cMax = configMaxMemory ?? maxMemory;
+    const cMem = configMemory ?? (configMaxMemory !== undefined && memory > cMax ? cMax : memory);
+    if (cMem <= 0n) fail('configMemory', 'must be > 0');
+    if (cMem > cMax) fail('configMemory', 'must be <= configMaxMemory');
+    config = world(cMax, cMem);
+  }
+  if (!running && (configMaxMemory !== undefined || configMemory !== undefined)) {
+    fail('configMaxMemory', 'a shut-off domain has only a config world: give it as maxMemory/memory');
+  }
+  if (actual !== undefined && (!running || actual > maxMemory)) fail('actual', 'only for a running domain, and <= maxMemory');
+  return {
+    name, uuid, type, powerState, persistent: !transient, numa,
+    ...(running ? { live: world(maxMemory, memory), actual: actual ?? memory } : {}),
+    ...(config ? { config } : {}),
+    balloon, balloonDelayMs,
+  };
+}
