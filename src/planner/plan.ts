@@ -65,7 +65,8 @@ interface Block {
 /** Human-readable value for messages: "8Gi", "Unlimited", "unset". */
 export function formatValue(v: Value): string {
   if (v === undefined) return 'unset';
-  return typeof v === 'bigint' ? formatQuantity(v) : formatLimit(v);
+  if (typeof v !== 'bigint') return formatLimit(v);
+  return v < 0n ? `-${formatQuantity(-v)}` : formatQuantity(v);
 }
 
 /** Byte formatter for messages (binary / decimal suffix when exact, else bytes). */
@@ -434,6 +435,8 @@ function planDual(
       continue;
     }
     const found: Block[] = [];
+    // An unsupported knob is Unsupported even when its value happens to match (no reservation = 0).
+    if (!profile.fields[f].supported && fieldBlock[f]) found.push(fieldBlock[f]);
     for (const w of worldPlans) {
       if (!sameValue(f, w.target[f], d[f])) {
         found.push(w.blocks[f] ?? fieldBlock[f] ?? { kind: 'Unsupported', reason: 'Unsupported', why: `${w.world} cannot reach it` });
@@ -493,6 +496,8 @@ function planSingle(d: Effective, desired: DesiredMemory, obs: ObservedVM, profi
     limitKnob = d.memory;
   }
   want.limit = limitKnob;
+  /** What the VM gets: min(memory, limit). */
+  const memoryHeld = typeof d.limit === 'bigint' && d.limit < d.memory ? d.limit : d.memory;
   if (d.reservation !== undefined) want.reservation = d.reservation;
 
   const blocks: Partial<Record<Field, Block>> = {};
@@ -523,7 +528,7 @@ function planSingle(d: Effective, desired: DesiredMemory, obs: ObservedVM, profi
     if (f === 'memory') {
       const effTarget = effectiveMemory(t.maxMemory as bigint, t.limit);
       observedValue = effectiveMemory(w.maxMemory, w.limit);
-      if (effTarget !== d.memory) {
+      if (effTarget !== memoryHeld) {
         block = wp.blocks.limit ?? (wp.blocks.maxMemory && {
           ...wp.blocks.maxMemory,
           why: `it needs maxMemory ${formatValue(d.maxMemory)}, which is not in effect (${wp.blocks.maxMemory.why})`,
@@ -536,7 +541,10 @@ function planSingle(d: Effective, desired: DesiredMemory, obs: ObservedVM, profi
     if (f === 'memory' || f === 'limit') {
       applied += ` (memoryAllocation.limit = ${formatValue(limitKnob)}: ESX enforces memory through the limit, min(memory, limit))`;
     }
-    const desiredValue = f === 'limit' ? limitKnob : d[f];
+    if (f === 'memory' && memoryHeld !== d.memory) {
+      applied += `; memory ${formatValue(d.memory)} is capped by limit ${formatValue(d.limit)}`;
+    }
+    const desiredValue = f === 'limit' ? limitKnob : f === 'memory' ? memoryHeld : d[f];
     verdicts.push(verdict(f, desiredValue, observedValue, block, applied));
   }
   return { steps, verdicts };
