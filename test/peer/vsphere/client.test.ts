@@ -81,6 +81,15 @@ describe('sessions', () => {
     await assert.rejects(c.terminateSessions([c.session!.key]), (e) => isFault(e, 'InvalidArgument'));
   });
 
+  it('vcsim refuses Login on a request that still carries a live session cookie (InvalidLogin)', async () => {
+    const sc = await c.serviceContent();
+    await assert.rejects(
+      c.invoke('Login', sc.sessionManager, [el('userName', null, sim.username), el('password', null, sim.password)]),
+      (e) => isFault(e, 'InvalidLogin'),
+    );
+    assert.ok((await c.lookupVm({ name: 'DC0_H0_VM0' })).value); // the session is still fine
+  });
+
   it('credentials stay out of inspect/JSON', async () => {
     const { inspect } = await import('node:util');
     assert.ok(!inspect(c, { depth: 5 }).includes(sim.password));
@@ -219,6 +228,13 @@ describe('memory', () => {
     assert.equal(m.memoryAllocation.limit, undefined, 'limit was reset by the partial allocation');
     assert.equal(m.memoryAllocation.shares, undefined, 'shares were reset by the partial allocation');
     await c.reconfigureVm(vm, { memoryAllocation: WHOLE });
+  });
+
+  it('vcsim does not validate element order (memoryAllocation before memoryMB is accepted)', async () => {
+    await c.invokeTask('ReconfigVM_Task', vm, [
+      el('spec', null, el('memoryAllocation', null, el('reservation', null, 0), el('limit', null, -1), el('shares', null, el('shares', null, 0), el('level', null, 'normal'))), el('memoryMB', null, 1536)),
+    ]);
+    assert.equal((await c.getVmMemory(vm)).memoryMB, 1536);
   });
 
   it('a task that fails surfaces the fault (negative reservation → InvalidArgument)', async () => {
