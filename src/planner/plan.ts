@@ -326,9 +326,10 @@ function verdict(field: Field, desired: Value, observed: Value, block: Block | u
   return v;
 }
 
-function appliedText(field: Field, steps: readonly Step[]): string {
+function appliedText(field: Field, steps: readonly Step[], single = false): string {
   const mine = steps.filter((s) => s.field === field);
   if (mine.length === 0) return 'already in effect';
+  if (single) return 'set on the VM configuration';
   const worlds = [...new Set(mine.map((s) => s.world))];
   return `set in ${worlds.join(' and ')}`;
 }
@@ -537,7 +538,7 @@ function planSingle(d: Effective, desired: DesiredMemory, obs: ObservedVM, profi
     } else if (!sameValue(f, t[f], want[f])) {
       block = wp.blocks[f] ?? { kind: 'Unsupported', reason: 'Unsupported', why: 'cannot reach it' };
     }
-    let applied = appliedText(f === 'memory' ? 'limit' : f, steps);
+    let applied = appliedText(f === 'memory' ? 'limit' : f, steps, true);
     if (f === 'memory' || f === 'limit') {
       applied += ` (memoryAllocation.limit = ${formatValue(limitKnob)}: ESX enforces memory through the limit, min(memory, limit))`;
     }
@@ -555,6 +556,7 @@ function poweredOnRefusal(rule: 'hotAddIncrease' | 'none', from: Value, to: Valu
   if (rule === 'none') return 'the VM is powered on and this cannot change until it is powered off';
   if (typeof from !== 'bigint' || typeof to !== 'bigint') return 'the VM is powered on';
   const hot = obs.hotAdd;
+  if (obs.powerState === 'Paused') return 'the VM is suspended and memory hot-add needs a running guest';
   if (to < from) return `the VM is powered on and memory cannot shrink while it runs (${formatValue(from)} → ${formatValue(to)})`;
   if (!hot?.enabled) return 'the VM is powered on and memory hot-add is not enabled (memoryHotAddEnabled=false)';
   if (hot.limit !== undefined && to > hot.limit) {

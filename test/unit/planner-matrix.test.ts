@@ -300,6 +300,14 @@ describe('DESIGN §2 other facts', () => {
     assert.deepEqual(end.live, end.config); // a powered-on VM runs its configuration
   });
 
+  test('ESX: a suspended VM (Paused) cannot hot-add: AwaitingPowerOff; allocation changes still apply', () => {
+    const o = vm('esx', { powerState: 'Paused', hotAdd: { enabled: true }, both: { maxMemory: g(8), memory: g(8), reservation: 0n } });
+    const p = plan({ maxMemory: g(16), memory: g(16), reservation: g(1) }, o, PROFILES.esx);
+    assert.equal(v(p, 'maxMemory').kind, 'AwaitingPowerOff');
+    assert.match(v(p, 'maxMemory').message, /suspended/);
+    assert.equal(v(p, 'reservation').kind, 'Applied');
+  });
+
   test('ESX: vcsim does not enforce power-state or hot-add rules; the profile does', () => {
     assert.equal(PROFILES.esx.fields.maxMemory.poweredOn, 'hotAddIncrease');
     const p = plan({ maxMemory: g(4), memory: g(4) }, vm('esx', { both: { maxMemory: g(8), memory: g(8), reservation: 0n } }), PROFILES.esx);
