@@ -210,16 +210,21 @@ class ChildStream extends Duplex {
     child.stdout.on('data', (d: Buffer) => {
       if (!this.push(d)) child.stdout.pause();
     });
-    child.stdout.on('end', () => this.push(null));
     child.stderr.on('data', (d: Buffer) => {
       this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-2000);
     });
-    child.stdin.on('error', () => {
-      /* reported through exit */
+    // Write errors (EPIPE) mean the child is going away: its exit status and
+    // stderr, reported on 'close', say why much better than EPIPE does.
+    child.stdin.on('error', (err) => {
+      setTimeout(() => this.destroy(err), 2000).unref();
     });
     child.on('error', (err) => this.destroy(new Error(`cannot run ${label}: ${err.message}`)));
-    child.on('exit', (code, signal) => {
-      if (code === 0) return;
+    // 'close' comes after the process exited and its stdio closed: end or fail the stream then.
+    child.on('close', (code, signal) => {
+      if (code === 0) {
+        this.push(null);
+        return;
+      }
       const why = code !== null ? `exit code ${code}` : `signal ${signal}`;
       const msg = this.stderrTail.trim();
       this.destroy(new Error(`${label} ended with ${why}${msg ? `: ${msg}` : ''}`));
@@ -231,11 +236,11 @@ class ChildStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.child.stdin.write(chunk, cb);
+    this.child.stdin.write(chunk, () => cb());
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
-    this.child.stdin.write(Buffer.concat(chunks.map((c) => c.chunk)), cb);
+    this.child.stdin.write(Buffer.concat(chunks.map((c) => c.chunk)), () => cb());
   }
 
   override _final(cb: (err?: Error | null) => void): void {

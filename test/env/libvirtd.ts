@@ -95,8 +95,9 @@ function startScript(dir: string): string {
     m('log', '/var/log/libvirt'),
     m('etc', '/etc/libvirt'),
     // virtlogd survives libvirtd restarts (QEMU keeps its log pipes).
-    'if ! kill -0 "$(cat /run/libvirt/virtlogd.pid 2>/dev/null)" 2>/dev/null; then virtlogd -d; fi',
-    'exec libvirtd',
+    // Root daemons keep their pid files in /run by default: keep them inside the bind-mounted dir.
+    'if ! kill -0 "$(cat /run/libvirt/virtlogd.pid 2>/dev/null)" 2>/dev/null; then virtlogd -d -p /run/libvirt/virtlogd.pid; fi',
+    'exec libvirtd -p /run/libvirt/libvirtd.pid',
   ].join('\n');
 }
 
