@@ -1,0 +1,253 @@
+/**
+ * HTTP endpoints for Prometheus and the kubelet, like a kubebuilder manager: `/metrics` on the
+ * metrics address (default `:8080`), `/healthz` and `/readyz` on the probe address (default
+ * `:8081`). Give both the same address to serve everything on one port; give `'0'` to disable one.
+ *
+ * Checks (kubebuilder's healthz.Checker, in TypeScript): a function returning `true` or nothing
+ * when healthy, `false` or a string (the reason) when not; a throw is unhealthy with its message.
+ * Response bodies follow kubebuilder: `ok`, or one `[-]name failed: reason` line per failing check
+ * and `healthz check failed` / `readyz check failed`; `?verbose` lists passing checks as `[+]name ok`.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { redactText } from './log.ts';
+import type { Logger } from './log.ts';
+
+export type CheckResult = boolean | string | undefined | void;
+export type Checker = () => CheckResult | Promise<CheckResult>;
+
+/** What /metrics serves: a `Metrics` (src/controller/metrics.ts) or anything with the same shape. */
+export interface MetricsSource {
+  text(): Promise<string>;
+  readonly contentType: string;
+}
+
+export interface HealthServerOptions {
+  /** `host:port`, `:port` (all interfaces) or `'0'` (disabled). Default `:8080`. */
+  metricsAddress?: string;
+  /** `host:port`, `:port` or `'0'`. Default `:8081`. Equal to metricsAddress → one server. */
+  probeAddress?: string;
+  /** Served on /metrics; without it /metrics is 404. */
+  metrics?: MetricsSource;
+  /** The readiness check (e.g. caches synced), registered as `ready`. */
+  ready?: Checker;
+  /** More named readiness checks. */
+  readyChecks?: Record<string, Checker>;
+  /** Named liveness checks in addition to `ping` (which passes while the event loop answers). */
+  healthChecks?: Record<string, Checker>;
+  /** A check slower than this fails with "timed out" (default 5000 ms). */
+  checkTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface HealthServer {
+  /** Bound address of the metrics listener (undefined when disabled or shared with probes). */
+  readonly metrics: AddressInfo | undefined;
+  /** Bound address of the probe listener (undefined when disabled). */
+  readonly probes: AddressInfo | undefined;
+  /** Base URLs, e.g. `http://127.0.0.1:8080` (loopback substituted for a wildcard host). */
+  readonly metricsUrl: string | undefined;
+  readonly probeUrl: string | undefined;
+  close(): Promise<void>;
+}
+
+/** Parses `host:port`, `:port`, `[v6]:port` or a bare port. Returns undefined for `'0'`/empty (disabled). */
+export function parseAddress(addr: string): { host: string | undefined; port: number } | undefined {
+  const a = addr.trim();
+  if (a === '' || a === '0') return undefined;
+  let host: string | undefined;
+  let portText: string;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(a);
+  if (v6 !== null) {
+    host = v6[1];
+    portText = v6[2] ?? '';
+  } else if (/^\d+$/.test(a)) {
+    portText = a;
+  } else {
+    const i = a.lastIndexOf(':');
+    if (i < 0) throw new Error(`invalid address ${JSON.stringify(addr)}: want host:port or :port`);
+    host = a.slice(0, i) || undefined;
+    portText = a.slice(i + 1);
+  }
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) throw new Error(`invalid port in address ${JSON.stringify(addr)}`);
+  return { host, port };
+}
+
+interface CheckOutcome {
+  name: string;
+  ok: boolean;
+  reason: string;
+}
+
+async function runCheck(name: string, check: Checker, timeoutMs: number): Promise<CheckOutcome> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const result = await Promise.race([
+      Promise.resolve().then(check),
+      new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve(`timed out after ${timeoutMs} ms`), timeoutMs);
+      }),
+    ]);
+    if (result === true || result === undefined) return { name, ok: true, reason: '' };
+    if (result === false) return { name, ok: false, reason: 'not ready' };
+    return { name, ok: false, reason: String(result) };
+  } catch (err) {
+    return { name, ok: false, reason: err instanceof Error ? err.message : String(err) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function urlOf(info: AddressInfo): string {
+  let host = info.address;
+  if (host === '::' || host === '0.0.0.0' || host === '') host = info.family === 'IPv6' ? '::1' : '127.0.0.1';
+  if (host.includes(':')) host = `[${host}]`;
+  return `http://${host}:${info.port}`;
+}
+
+/** Starts the listeners; resolves once they are bound. */
+export async function startHealthServer(opts: HealthServerOptions = {}): Promise<HealthServer> {
+  const metricsAddr = parseAddress(opts.metricsAddress ?? ':8080');
+  const probeAddr = parseAddress(opts.probeAddress ?? ':8081');
+  const shared =
+    metricsAddr !== undefined &&
+    probeAddr !== undefined &&
+    metricsAddr.host === probeAddr.host &&
+    metricsAddr.port === probeAddr.port;
+  const timeoutMs = opts.checkTimeoutMs ?? 5000;
+  const log = opts.logger;
+
+  const healthChecks: Record<string, Checker> = { ping: () => true, ...opts.healthChecks };
+  const readyChecks: Record<string, Checker> = {
+    ...(opts.ready !== undefined ? { ready: opts.ready } : {}),
+    ...opts.readyChecks,
+  };
+  if (Object.keys(readyChecks).length === 0) readyChecks.ping = () => true;
+
+  async function serveChecks(
+    kind: 'healthz' | 'readyz',
+    checks: Record<string, Checker>,
+    sub: string,
+    verbose: boolean,
+    res: http.ServerResponse,
+  ): Promise<void> {
+    let entries = Object.entries(checks);
+    if (sub !== '') {
+      entries = entries.filter(([n]) => n === sub);
+      if (entries.length === 0) {
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`no such check: ${sub}\n`);
+        return;
+      }
+    }
+    const outcomes = await Promise.all(entries.map(([n, c]) => runCheck(n, c, timeoutMs)));
+    const failed = outcomes.filter((o) => !o.ok);
+    const lines: string[] = [];
+    for (const o of outcomes) {
+      if (o.ok && verbose) lines.push(`[+]${o.name} ok`);
+      else if (!o.ok) lines.push(`[-]${o.name} failed: ${redactText(o.reason)}`);
+    }
+    let body: string;
+    if (failed.length === 0) body = verbose ? `${lines.join('\n')}\n${kind} check passed\n` : 'ok';
+    else body = `${lines.join('\n')}\n${kind} check failed\n`;
+    if (failed.length > 0) log?.info({ endpoint: kind, failed: failed.map((f) => f.name) }, `${kind} check failed`);
+    res.writeHead(failed.length === 0 ? 200 : 503, {
+      'content-type': 'text/plain; charset=utf-8',
+      'x-content-type-options': 'nosniff',
+    });
+    res.end(body);
+  }
+
+  function handler(serveMetrics: boolean, serveProbes: boolean): http.RequestListener {
+    return (req, res) => {
+      void (async () => {
+        try {
+          const url = new URL(req.url ?? '/', 'http://localhost');
+          if (req.method !== 'GET' && req.method !== 'HEAD') {
+            res.writeHead(405, { allow: 'GET, HEAD' }).end();
+            return;
+          }
+          const path = url.pathname;
+          const verbose = url.searchParams.has('verbose');
+          if (serveMetrics && path === '/metrics' && opts.metrics !== undefined) {
+            const text = await opts.metrics.text();
+            res.writeHead(200, { 'content-type': opts.metrics.contentType }).end(text);
+            return;
+          }
+          if (serveProbes) {
+            const m = /^\/(healthz|readyz)(?:\/([^/]+))?\/?$/.exec(path);
+            if (m !== null) {
+              const kind = m[1] as 'healthz' | 'readyz';
+              await serveChecks(kind, kind === 'healthz' ? healthChecks : readyChecks, m[2] ?? '', verbose, res);
+              return;
+            }
+          }
+          res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('404 page not found\n');
+        } catch (err) {
+          log?.error({ err, path: req.url }, 'health server request failed');
+          if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+          res.end('internal error\n');
+        }
+      })();
+    };
+  }
+
+  const servers: http.Server[] = [];
+
+  async function listen(
+    addr: { host: string | undefined; port: number },
+    serveMetrics: boolean,
+    serveProbes: boolean,
+  ): Promise<AddressInfo> {
+    const server = http.createServer(handler(serveMetrics, serveProbes));
+    server.keepAliveTimeout = 5000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(addr.port, addr.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => log?.error({ err }, 'health server error'));
+    servers.push(server);
+    return server.address() as AddressInfo;
+  }
+
+  async function closeAll(): Promise<void> {
+    await Promise.all(
+      servers.splice(0).map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+  }
+
+  try {
+    let metricsInfo: AddressInfo | undefined;
+    let probeInfo: AddressInfo | undefined;
+    if (shared) {
+      probeInfo = await listen(probeAddr, true, true);
+    } else {
+      if (metricsAddr !== undefined) metricsInfo = await listen(metricsAddr, true, false);
+      if (probeAddr !== undefined) probeInfo = await listen(probeAddr, false, true);
+    }
+    const m = shared ? probeInfo : metricsInfo;
+    log?.info(
+      { metrics: m !== undefined ? urlOf(m) : 'disabled', probes: probeInfo !== undefined ? urlOf(probeInfo) : 'disabled' },
+      'serving metrics and health probes',
+    );
+    return {
+      metrics: metricsInfo,
+      probes: probeInfo,
+      metricsUrl: m !== undefined ? urlOf(m) : undefined,
+      probeUrl: probeInfo !== undefined ? urlOf(probeInfo) : undefined,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
