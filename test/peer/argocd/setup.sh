@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The Lua interpreters that run deploy/argocd/health.lua in test/unit/health-lua.test.ts:
+# lua5.4 (Debian) and lua5.1 (the language version of gopher-lua, which Argo CD embeds).
+# Installs them with apt-get when missing; idempotent; fails loudly when it cannot.
+set -euo pipefail
+log() { printf 'argocd setup: %s\n' "$*" >&2; }
+
+missing=()
+for v in 5.4 5.1; do
+  command -v "lua$v" >/dev/null 2>&1 || missing+=("lua$v")
+done
+if ((${#missing[@]} == 0)); then
+  log "cached: $(lua5.4 -v 2>&1) / $(lua5.1 -v 2>&1)"
+  exit 0
+fi
+
+command -v apt-get >/dev/null 2>&1 || { log "ERROR: ${missing[*]} missing and no apt-get to install them"; exit 1; }
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || { log "ERROR: ${missing[*]} missing; need root or sudo to apt-get install them"; exit 1; }
+  sudo=(sudo)
+fi
+log "installing ${missing[*]}"
+# Installing lua5.1 would repoint the `lua` alternative at 5.1: keep whatever it was.
+lua_before=$(readlink -f /usr/bin/lua 2>/dev/null || true)
+luac_before=$(readlink -f /usr/bin/luac 2>/dev/null || true)
+# Another apt-get may hold the lock: wait for it (up to 10 minutes) instead of failing.
+export DEBIAN_FRONTEND=noninteractive
+if ! "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >&2; then
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update >&2
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >&2
+fi
+for p in "${missing[@]}"; do
+  command -v "$p" >/dev/null 2>&1 || { log "ERROR: $p still missing after apt-get install"; exit 1; }
+done
+if [[ -n "$lua_before" ]] && command -v update-alternatives >/dev/null 2>&1; then
+  "${sudo[@]}" update-alternatives --set lua-interpreter "$lua_before" >&2 || true
+  [[ -n "$luac_before" ]] && { "${sudo[@]}" update-alternatives --set lua-compiler "$luac_before" >&2 || true; }
+fi
+log "installed: $(lua5.4 -v 2>&1) / $(lua5.1 -v 2>&1)"
