@@ -20,9 +20,12 @@ import type {
   ObservedVM,
   Plan,
   PowerState,
+  Step,
   WorldValues,
 } from '../../src/model/memory.ts';
 import type { Profile } from '../../src/model/profiles.ts';
+import { SimHost } from '../../src/drivers/sim/index.ts';
+import type { SimVMState } from '../../src/drivers/sim/index.ts';
 
 const MiB = 1024n * 1024n;
 const U = 256n * MiB;
@@ -334,6 +337,91 @@ for (const [name, broken, type] of [
       `broken ordering "${name}" on ${type}: counterexample after ${result.numRuns} runs, ${result.numShrinks} shrinks\n` +
         `  observed: ${show({ powerState: vm.powerState, persistent: vm.persistent, live: vm.live, config: vm.config })}\n` +
         `  desired:  ${show(desired)}\n  steps:    ${show(steps)}\n  failure:  ${error}`,
+    );
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Cross-check against the sim host (src/drivers/sim), which encodes the
+// hypervisors' refusal rules independently of the profiles: every planned
+// step is accepted there too, and both simulations end in the same values.
+
+const SIM_RUNS = Math.max(1, Math.floor(RUNS / 5));
+
+function simVM(o: ObservedVM): SimVMState {
+  const s: SimVMState = {
+    name: o.name,
+    uuid: o.uuid,
+    type: o.type,
+    powerState: o.powerState,
+    persistent: o.persistent,
+    numa: o.numa,
+    balloon: o.balloon.device === 'none' ? 'none' : 'responsive',
+    balloonDelayMs: 0,
+  };
+  if (o.type === 'esx') {
+    s.config = { ...o.config! };
+    s.hotAdd = { ...o.hotAdd! };
+    return s;
+  }
+  if (o.live) {
+    s.live = { ...o.live };
+    s.actual = o.live.memory;
+  }
+  if (o.config) s.config = { ...o.config };
+  return s;
+}
+
+function applyOnSim(host: SimHost, o: ObservedVM, step: Step): void {
+  const h = host.lookupByName(o.name);
+  const flags = { live: step.world === 'live', config: step.world === 'config' };
+  const kib = (v: bigint | Limit) => (v === 'unlimited' ? 'unlimited' : v / 1024n);
+  if (o.type !== 'esx') {
+    if (step.field === 'maxMemory' || step.field === 'memory') {
+      host.virDomainSetMemoryFlags(h, step.to as bigint / 1024n, { ...flags, maximum: step.field === 'maxMemory' });
+    } else {
+      host.virDomainSetMemoryParameters(h, { [step.field === 'limit' ? 'hard_limit' : 'min_guarantee']: kib(step.to) }, flags);
+    }
+    return;
+  }
+  const c = host.vm(o.name)!.config!;
+  const mb = (v: bigint | Limit | undefined) => (v === undefined || v === 'unlimited' ? -1 : Number(v / MiB));
+  const alloc = { reservation: mb(c.reservation ?? 0n), limit: mb(c.limit) };
+  if (step.field === 'maxMemory') host.ReconfigVM_Task(h, { memoryMB: mb(step.to), memoryAllocation: alloc });
+  else if (step.field === 'reservation') host.ReconfigVM_Task(h, { memoryAllocation: { ...alloc, reservation: mb(step.to) } });
+  else host.ReconfigVM_Task(h, { memoryAllocation: { ...alloc, limit: mb(step.to) } });
+}
+
+for (const type of HYPERVISOR_TYPES) {
+  test(`every planned step is accepted by the independent sim host (${type}, ${SIM_RUNS} cases)`, () => {
+    const profile = profileFor(type);
+    fc.assert(
+      fc.property(desiredArb(vmArb(type)), ([o, desired]) => {
+        const host = new SimHost('memory:planner', 'sim:memory:planner', {
+          hostMemory: 1024n * 1024n * MiB,
+          latency: { meanMs: 0, jitterMs: 0 },
+          faults: { errorRate: 0, seed: 1 },
+          qemuOverhead: 256n * MiB,
+          vms: [simVM(o)],
+        });
+        const p = plan(desired, o, profile);
+        for (const step of p.steps) {
+          applyOnSim(host, o, step);
+          // allowUnsafeLimit is the user's explicit opt-in to what the sim then does: OOM-kill the QEMU process.
+          if (desired.allowUnsafeLimit && host.vm(o.name)?.powerState !== o.powerState) return;
+        }
+        const mine = applyStepsToObserved(o, p.steps, profile);
+        const theirs = host.vm(o.name);
+        assert.ok(theirs && theirs.powerState === o.powerState, 'the sim VM was not OOM-killed');
+        for (const world of ['live', 'config'] as const) {
+          if (type === 'esx' && world === 'live') continue;
+          for (const f of FIELDS) {
+            if (type === 'esx' && f === 'memory') continue; // the sim reports memoryMB there
+            assert.equal(norm(f, theirs[world]?.[f]), norm(f, mine[world]?.[f]), `${world}.${f}: sim and planner simulation agree`);
+          }
+        }
+      }),
+      { numRuns: SIM_RUNS },
     );
   });
 }
