@@ -101,14 +101,37 @@ function startScript(dir: string): string {
   ].join('\n');
 }
 
-function canConnect(path: string): Promise<boolean> {
+/**
+ * True once the daemon answers an RPC (REMOTE_PROC_AUTH_LIST) on `path`: a
+ * socket that accepts is not enough, libvirtd accepts before its drivers are up.
+ */
+function answersRpc(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ path });
-    s.once('connect', () => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
       s.destroy();
-      resolve(true);
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 2000);
+    s.once('connect', () => {
+      const h = Buffer.alloc(28);
+      h.writeUInt32BE(28, 0);
+      h.writeUInt32BE(0x20008086, 4); // REMOTE_PROGRAM
+      h.writeUInt32BE(1, 8);
+      h.writeInt32BE(66, 12); // REMOTE_PROC_AUTH_LIST
+      h.writeInt32BE(0, 16); // CALL
+      h.writeUInt32BE(1, 20);
+      h.writeInt32BE(0, 24);
+      s.write(h);
     });
-    s.once('error', () => resolve(false));
+    let got = 0;
+    s.on('data', (d: Buffer) => {
+      got += d.length;
+      if (got >= 28) done(true);
+    });
+    s.once('error', () => done(false));
+    s.once('close', () => done(false));
   });
 }
 
@@ -201,7 +224,7 @@ export async function startLibvirtd(o: LibvirtdOptions = {}): Promise<Libvirtd> 
     const deadline = Date.now() + (o.startTimeoutS ?? 30) * 1000;
     for (;;) {
       if (exitInfo !== undefined) throw new Error(`libvirtd exited during startup (${exitInfo}):\n${logTail()}`);
-      if (existsSync(socketPath) && (await canConnect(socketPath))) return;
+      if (existsSync(socketPath) && (await answersRpc(socketPath))) return;
       if (Date.now() > deadline) throw new Error(`libvirtd did not open ${socketPath} within ${o.startTimeoutS ?? 30}s:\n${logTail()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -230,6 +253,7 @@ export async function startLibvirtd(o: LibvirtdOptions = {}): Promise<Libvirtd> 
   } catch (e) {
     await stopDaemon('SIGKILL');
     await killPid(readPid(join(dir, 'run', 'virtlogd.pid')));
+    if (!process.env.VMMEM_KEEP_LIBVIRTD) rmSync(dir, { recursive: true, force: true });
     throw e;
   }
 
