@@ -399,7 +399,9 @@ function planDual(
           : {
               kind: 'Unsupported',
               reason: 'Unsupported',
-              why: `${profile.label} cannot change ${f} on an active domain, and this transient domain has no persistent config to stage it in`,
+              why: obs.persistent
+                ? `${profile.label} cannot change ${f} on an active domain, and the persistent config was not reported`
+                : `${profile.label} cannot change ${f} on an active domain, and this transient domain has no persistent config to stage it in`,
             };
       } else if (cap.liveNeedsBalloon && obs.balloon.device === 'none') {
         blocks[f] = {
