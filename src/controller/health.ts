@@ -114,7 +114,8 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
     metricsAddr !== undefined &&
     probeAddr !== undefined &&
     metricsAddr.host === probeAddr.host &&
-    metricsAddr.port === probeAddr.port;
+    metricsAddr.port === probeAddr.port &&
+    metricsAddr.port !== 0; // two ephemeral ports are two listeners
   const timeoutMs = opts.checkTimeoutMs ?? 5000;
   const log = opts.logger;
 

@@ -207,7 +207,13 @@ export function loggerOptions(opts: Omit<LoggerOptions, 'stream'> = {}): PinoOpt
     },
     hooks: {
       logMethod(args, method) {
-        const scrubbed = args.map((a: unknown) => (typeof a === 'string' ? redactText(a) : a));
+        const scrubbed: unknown[] = args.map((a: unknown) => (typeof a === 'string' ? redactText(a) : a));
+        // Without a message pino uses the error's message: supply it, scrubbed.
+        const first = scrubbed[0];
+        if (scrubbed.length === 1 && typeof first === 'object' && first !== null) {
+          const err = first instanceof Error ? first : (first as { err?: unknown }).err;
+          if (err instanceof Error) scrubbed.push(redactText(err.message));
+        }
         method.apply(this, scrubbed as Parameters<typeof method>);
       },
     },
