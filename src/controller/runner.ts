@@ -143,7 +143,7 @@ export class Controller {
     for (let i = 0; i < this.concurrency; i++) this.#workers.push(this.#worker());
   }
 
-  /** True while started, not stopped, and every worker loop is running (drives /healthz). */
+  /** True between start() and stop() (a liveness check for /healthz; workers contain every error). */
   alive(): boolean {
     return this.#started && !this.#stopped;
   }

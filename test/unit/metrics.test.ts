@@ -60,7 +60,9 @@ describe('metrics over HTTP', () => {
     });
     controller.start();
     controller.enqueue('ns/vm1');
-    await new Promise((r) => setTimeout(r, 60)); // error (5 ms backoff) → requeue (10 ms) → success
+    // error (5 ms backoff) → requeue (10 ms) → success
+    const deadline = Date.now() + 5000;
+    while ((n < 3 || controller.queue.processing() > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
     await controller.stop();
     await metrics.timeDriverCall('libvirt', 'observe', () => 42);
     await assert.rejects(
