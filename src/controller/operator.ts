@@ -1,0 +1,167 @@
+/**
+ * The operator: an ObjectStore (API server or manifest directory), a pool
+ * of hypervisor connections, the reconcilers, and one work queue per kind.
+ * Changes, driver events and sync timers all end up as keys in a queue.
+ */
+import type { Condition } from '../api/conditions.ts';
+import { VMMSpecSchema } from '../api/vmm.ts';
+import type { DriverEvent } from '../drivers/driver.ts';
+import type { Logger } from './log.ts';
+import { registerSecret } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import { HypervisorPool } from './pool.ts';
+import type { ObjectKey, ObjectStore, StoredObject } from './ports.ts';
+import { keyString, parseKey } from './ports.ts';
+import { Reconciler } from './reconciler.ts';
+import { Controller } from './runner.ts';
+
+export interface OperatorOptions {
+  store: ObjectStore;
+  log: Logger;
+  metrics?: Metrics;
+  /** Concurrent VMM reconciles (default 4). */
+  concurrency?: number;
+  /** Driver call timeout, ms (default 30 s). */
+  driverTimeoutMs?: number;
+}
+
+export class Operator {
+  readonly store: ObjectStore;
+  readonly reconciler: Reconciler;
+  readonly pool: HypervisorPool;
+  readonly vmms: Controller;
+  readonly hypervisors: Controller;
+  private readonly log: Logger;
+  private readonly metrics: Metrics | undefined;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private workersStarted = false;
+
+  constructor(opts: OperatorOptions) {
+    this.store = opts.store;
+    this.log = opts.log;
+    this.metrics = opts.metrics;
+    const metrics = opts.metrics;
+    this.pool = new HypervisorPool({
+      store: opts.store,
+      log: opts.log,
+      timeoutMs: opts.driverTimeoutMs ?? 30_000,
+      registerSecret,
+      onEvent: (hv, event) => this.onDriverEvent(hv, event),
+    });
+    this.reconciler = new Reconciler({
+      store: opts.store,
+      pool: this.pool,
+      log: opts.log,
+      ...(metrics ? { timeCall: <T>(driver: string, op: string, fn: () => Promise<T>) => metrics.timeDriverCall(driver, op, fn) } : {}),
+    });
+    this.vmms = new Controller({
+      name: 'virtualmachinememory',
+      concurrency: opts.concurrency ?? 4,
+      logger: opts.log,
+      ...(metrics ? { metrics } : {}),
+      reconcile: (key) => this.reconciler.reconcileVMM(parseKey(key)),
+    });
+    this.hypervisors = new Controller({
+      name: 'hypervisor',
+      concurrency: 2,
+      logger: opts.log,
+      ...(metrics ? { metrics } : {}),
+      reconcile: (key) => this.reconciler.reconcileHypervisor(parseKey(key)),
+    });
+  }
+
+  /** Starts the caches; workers too unless `workers: false` (leader election starts them later). */
+  async start(opts: { workers?: boolean } = {}): Promise<void> {
+    await this.store.start({
+      onChange: (kind, key, change) => {
+        if (kind === 'Hypervisor') {
+          this.hypervisors.enqueue(keyString(key));
+          for (const vmm of this.vmmsOf(key)) this.vmms.enqueue(keyString(vmm.metadata));
+          return;
+        }
+        this.vmms.enqueue(keyString(key));
+        if (change === 'delete') {
+          this.reconciler.forget(key);
+          // The older of two VMMs on one VM is gone: the newer may take over.
+          for (const vmm of this.store.list('VirtualMachineMemory')) {
+            const stalled = (vmm.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Stalled');
+            if (stalled?.status === 'True' && stalled.reason === 'Conflict') this.vmms.enqueue(keyString(vmm.metadata));
+          }
+        }
+      },
+      onSecretChange: (secret) => {
+        for (const hv of this.store.list('Hypervisor')) {
+          if (hv.metadata.namespace !== secret.namespace) continue;
+          const spec = hv.spec as { credentialsSecretRef?: { name?: string }; tls?: { caSecretRef?: { name?: string } } } | undefined;
+          if (spec?.credentialsSecretRef?.name === secret.name || spec?.tls?.caSecretRef?.name === secret.name) {
+            this.hypervisors.enqueue(keyString(hv.metadata));
+            for (const vmm of this.vmmsOf(hv.metadata)) this.vmms.enqueue(keyString(vmm.metadata));
+          }
+        }
+      },
+    });
+    if (opts.workers !== false) this.startWorkers();
+  }
+
+  /** Starts reconciling (once leading, with leader election). */
+  startWorkers(): void {
+    if (this.workersStarted) return;
+    this.workersStarted = true;
+    this.hypervisors.start();
+    this.vmms.start();
+    for (const hv of this.store.list('Hypervisor')) this.hypervisors.enqueue(keyString(hv.metadata));
+    for (const vmm of this.store.list('VirtualMachineMemory')) this.vmms.enqueue(keyString(vmm.metadata));
+    if (this.metrics) {
+      const metrics = this.metrics;
+      const publish = () => metrics.setVMsManaged(countStates(this.store.list('VirtualMachineMemory')));
+      publish();
+      this.statsTimer = setInterval(publish, 10_000);
+      this.statsTimer.unref();
+    }
+  }
+
+  /** Stops taking work, finishes in-flight reconciles, closes connections. */
+  async stop(): Promise<void> {
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    await Promise.all([this.vmms.stop({ drain: true, timeoutMs: 30_000 }), this.hypervisors.stop({ drain: true, timeoutMs: 30_000 })]);
+    await this.pool.closeAll();
+    await this.store.stop();
+  }
+
+  private vmmsOf(hv: ObjectKey): StoredObject[] {
+    return this.store.list('VirtualMachineMemory').filter((vmm) => {
+      if (vmm.metadata.namespace !== hv.namespace) return false;
+      const ref = (vmm.spec as { hypervisorRef?: { name?: unknown } } | undefined)?.hypervisorRef;
+      return ref?.name === hv.name;
+    });
+  }
+
+  /** libvirt lifecycle / balloon events: re-observe the affected VMMs now instead of at the next sync. */
+  private onDriverEvent(hv: ObjectKey, event: DriverEvent): void {
+    if (event.kind === 'disconnected') {
+      this.log.warn({ hypervisor: keyString(hv), reason: event.reason }, 'hypervisor connection lost');
+      this.hypervisors.enqueue(keyString(hv));
+      for (const vmm of this.vmmsOf(hv)) this.vmms.enqueue(keyString(vmm.metadata));
+      return;
+    }
+    for (const vmm of this.vmmsOf(hv)) {
+      const spec = VMMSpecSchema.safeParse(vmm.spec);
+      if (!spec.success) continue;
+      const { name, uuid } = spec.data.vm;
+      if ((name !== undefined && name === event.vm.name) || (uuid !== undefined && uuid.toLowerCase() === event.vm.uuid.toLowerCase())) {
+        this.vmms.enqueue(keyString(vmm.metadata));
+      }
+    }
+  }
+}
+
+function countStates(vmms: readonly StoredObject[]): Record<string, number> {
+  const counts: Record<string, number> = { Ready: 0, Reconciling: 0, RestartRequired: 0, Stalled: 0, Unknown: 0 };
+  for (const vmm of vmms) {
+    const conditions = (vmm.status?.conditions as Condition[] | undefined) ?? [];
+    const is = (type: string) => conditions.find((c) => c.type === type)?.status === 'True';
+    const state = is('Ready') ? 'Ready' : is('Stalled') ? 'Stalled' : is('RestartRequired') ? 'RestartRequired' : is('Reconciling') ? 'Reconciling' : 'Unknown';
+    counts[state] = (counts[state] ?? 0) + 1;
+  }
+  return counts;
+}

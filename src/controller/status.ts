@@ -1,0 +1,167 @@
+/**
+ * From what the planner said and the hypervisor reported to a
+ * VirtualMachineMemory status (DESIGN §3 "From verdicts to conditions", §4).
+ * Pure: the reconciler decides, this file only phrases.
+ */
+import { formatLimit, formatQuantity } from '../api/quantity.ts';
+import type { VMMStatus } from '../api/vmm.ts';
+import type { Limit, ObservedVM, Plan, Verdict, WorldValues } from '../model/memory.ts';
+import type { DesiredCondition } from './conditions.ts';
+import { mergeConditions } from './conditions.ts';
+
+const STALLING = new Set(['Unsupported', 'Unsafe', 'Invalid']);
+const PENDING = new Set(['RestartRequired', 'AwaitingPowerOff']);
+
+export type BalloonState =
+  | { state: 'settled' }
+  | { state: 'settling'; target: bigint; actual: bigint; sinceMs: number }
+  | { state: 'unresponsive'; target: bigint; actual: bigint; waitedMs: number };
+
+export interface VMMOutcome {
+  observed: ObservedVM;
+  plan: Plan;
+  balloon: BalloonState;
+}
+
+/** A failure before the plan could run (hypervisor unreachable, VM not found, spec invalid, conflict). */
+export interface VMMFailure {
+  reason: string;
+  message: string;
+  /** true: the user must change something (kstatus Stalled); false: vmmem keeps retrying. */
+  stalled: boolean;
+}
+
+const fmt = (v: bigint | Limit | undefined) => (v === undefined ? undefined : typeof v === 'bigint' ? formatQuantity(v) : formatLimit(v));
+
+/** The world whose values are in effect now: live while running, else the config. */
+export function effectiveWorld(o: ObservedVM): WorldValues | undefined {
+  return o.powerState !== 'ShutOff' && o.live ? o.live : o.config;
+}
+
+export function observedBlock(o: ObservedVM): NonNullable<VMMStatus['observed']> {
+  const now = effectiveWorld(o);
+  const block: NonNullable<VMMStatus['observed']> = {
+    powerState: o.powerState,
+    hypervisorType: o.type,
+    persistent: o.persistent,
+    maxMemory: fmt(now?.maxMemory),
+    memory: fmt(now?.memory),
+    actualMemory: fmt(o.balloon.actual),
+    reservation: fmt(now?.reservation),
+    limit: fmt(now?.limit),
+    configMaxMemory: fmt(o.config?.maxMemory),
+    configMemory: fmt(o.config?.memory),
+  };
+  for (const k of Object.keys(block) as (keyof typeof block)[]) if (block[k] === undefined) delete block[k];
+  return block;
+}
+
+function joinMessages(verdicts: readonly Verdict[]): string {
+  return verdicts.map((v) => v.message).join('; ');
+}
+
+/** Conditions, pending list and a one-line summary for an outcome. */
+export function conditionsFor(outcome: VMMOutcome): { conditions: DesiredCondition[]; pending: NonNullable<VMMStatus['pending']>; summary: string } {
+  const { plan, balloon } = outcome;
+  const stalling = plan.verdicts.filter((v) => STALLING.has(v.kind));
+  const pendingVerdicts = plan.verdicts.filter((v) => PENDING.has(v.kind));
+  const pending = pendingVerdicts.map((v) => ({ field: v.field, value: fmt(v.desired) as string, reason: v.kind, message: v.message }));
+
+  const stalled: DesiredCondition = stalling.length
+    ? { type: 'Stalled', status: 'True', reason: stalling[0]?.reason ?? 'Unsupported', message: joinMessages(stalling) }
+    : balloon.state === 'unresponsive'
+      ? {
+          type: 'Stalled',
+          status: 'True',
+          reason: 'BalloonUnresponsive',
+          message: `memory: the balloon did not reach ${formatQuantity(balloon.target)} within ${Math.round(balloon.waitedMs / 1000)}s (the guest holds ${formatQuantity(balloon.actual)}); is the guest's balloon driver loaded?`,
+        }
+      : { type: 'Stalled', status: 'False', reason: 'AsExpected', message: 'nothing blocks the declared memory' };
+
+  const restart: DesiredCondition = pendingVerdicts.length
+    ? {
+        type: 'RestartRequired',
+        status: 'True',
+        reason: pendingVerdicts.some((v) => v.kind === 'AwaitingPowerOff') ? 'AwaitingPowerOff' : 'RestartRequired',
+        message: joinMessages(pendingVerdicts),
+      }
+    : { type: 'RestartRequired', status: 'False', reason: 'AsExpected', message: 'every declared value is in effect or being applied' };
+
+  const reconciling: DesiredCondition =
+    balloon.state === 'settling'
+      ? {
+          type: 'Reconciling',
+          status: 'True',
+          reason: balloon.target < balloon.actual ? 'BalloonInflating' : 'BalloonDeflating',
+          message: `memory: guest holds ${formatQuantity(balloon.actual)}, balloon target ${formatQuantity(balloon.target)}`,
+        }
+      : { type: 'Reconciling', status: 'False', reason: 'AsExpected', message: 'no change in progress' };
+
+  let ready: DesiredCondition;
+  if (stalled.status === 'True') ready = { type: 'Ready', status: 'False', reason: stalled.reason, message: stalled.message };
+  else if (restart.status === 'True') ready = { type: 'Ready', status: 'False', reason: restart.reason, message: restart.message };
+  else if (reconciling.status === 'True') ready = { type: 'Ready', status: 'False', reason: reconciling.reason, message: reconciling.message };
+  else {
+    const inEffect = plan.verdicts.map((v) => `${v.field} ${fmt(v.desired)}`).join(', ');
+    ready = { type: 'Ready', status: 'True', reason: 'Converged', message: `in effect: ${inEffect}` };
+  }
+  return { conditions: [ready, reconciling, stalled, restart], pending, summary: `${ready.reason}: ${ready.message}` };
+}
+
+export function statusForOutcome(existing: VMMStatus | undefined, generation: number, outcome: VMMOutcome, now: string): VMMStatus {
+  const { conditions, pending } = conditionsFor(outcome);
+  const status: VMMStatus = {
+    observedGeneration: generation,
+    conditions: mergeConditions(existing?.conditions, conditions, generation, now),
+    observed: observedBlock(outcome.observed),
+    lastSyncTime: now,
+  };
+  if (pending.length) status.pending = pending;
+  return status;
+}
+
+export function statusForFailure(existing: VMMStatus | undefined, generation: number, failure: VMMFailure, now: string): VMMStatus {
+  const conditions: DesiredCondition[] = [
+    { type: 'Ready', status: 'False', reason: failure.reason, message: failure.message },
+    failure.stalled
+      ? { type: 'Reconciling', status: 'False', reason: failure.reason, message: 'waiting for the spec to change' }
+      : { type: 'Reconciling', status: 'True', reason: failure.reason, message: `retrying: ${failure.message}` },
+    failure.stalled
+      ? { type: 'Stalled', status: 'True', reason: failure.reason, message: failure.message }
+      : { type: 'Stalled', status: 'False', reason: 'Retrying', message: 'vmmem retries with backoff' },
+  ];
+  // Keep what we knew of the VM and of pending restarts: a failure to reach
+  // the hypervisor does not make a staged change less pending.
+  const restart = existing?.conditions?.find((c) => c.type === 'RestartRequired');
+  if (restart) conditions.push({ type: 'RestartRequired', status: restart.status, reason: restart.reason, message: restart.message });
+  const status: VMMStatus = {
+    observedGeneration: generation,
+    conditions: mergeConditions(existing?.conditions, conditions, generation, now),
+    lastSyncTime: now,
+  };
+  if (existing?.observed && !failure.stalled) status.observed = existing.observed;
+  if (existing?.pending && restart?.status === 'True') status.pending = existing.pending;
+  return status;
+}
+
+/** The first status a VMM gets (DESIGN §4): Ready=Unknown + Reconciling=True + observedGeneration, in one write. */
+export function initialStatus(generation: number, now: string): VMMStatus {
+  return {
+    observedGeneration: generation,
+    conditions: mergeConditions(
+      undefined,
+      [
+        { type: 'Ready', status: 'Unknown', reason: 'Reconciling', message: 'vmmem is observing the VM' },
+        { type: 'Reconciling', status: 'True', reason: 'FirstObservation', message: 'vmmem is observing the VM' },
+      ],
+      generation,
+      now,
+    ),
+  };
+}
+
+/** Two statuses equal but for lastSyncTime: no need to write. */
+export function sameStatus(a: unknown, b: unknown): boolean {
+  const strip = (s: unknown) => JSON.stringify(s, (k, v: unknown) => (k === 'lastSyncTime' ? undefined : v));
+  return strip(a) === strip(b);
+}

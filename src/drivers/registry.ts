@@ -1,0 +1,37 @@
+/**
+ * Which driver serves a URI. The only place that knows the mapping
+ * (DESIGN §5: the controller reaches drivers through this registry).
+ * Drivers load lazily so a sim-only run never loads the SOAP client.
+ */
+import type { ConnectOptions, Driver } from './driver.ts';
+import { DriverError } from './driver.ts';
+
+// Resolved at run time: these drivers are written independently of the registry.
+const LIBVIRT_DRIVER = './libvirt/index.ts';
+const VSPHERE_DRIVER = './vsphere/index.ts';
+
+export type DriverKind = 'sim' | 'libvirt' | 'vsphere';
+
+export function driverKindFor(uri: string): DriverKind {
+  if (uri.startsWith('sim:')) return 'sim';
+  if (uri.startsWith('https://')) return 'vsphere';
+  if (/^(qemu|xen|test)(\+[a-z0-9]+)?:/.test(uri)) return 'libvirt';
+  throw new DriverError('InvalidURI', `unsupported hypervisor URI ${JSON.stringify(uri)}: use a libvirt URI (qemu:///system, qemu+tls://host/system, xen:///system, test+unix:///default), https://host/sdk for vSphere, or sim:///path/inventory.yaml`, { op: 'connect' });
+}
+
+export async function createDriver(options: ConnectOptions): Promise<Driver> {
+  switch (driverKindFor(options.uri)) {
+    case 'sim': {
+      const { createSimDriver } = await import('./sim/index.ts');
+      return createSimDriver(options);
+    }
+    case 'libvirt': {
+      const mod = (await import(LIBVIRT_DRIVER)) as { createLibvirtDriver: (o: ConnectOptions) => Driver };
+      return mod.createLibvirtDriver(options);
+    }
+    case 'vsphere': {
+      const mod = (await import(VSPHERE_DRIVER)) as { createVSphereDriver: (o: ConnectOptions) => Driver };
+      return mod.createVSphereDriver(options);
+    }
+  }
+}
