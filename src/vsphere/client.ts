@@ -236,6 +236,14 @@ export function containerViewObjectSpecXml(view: MoRef): Raw {
   );
 }
 
+/**
+ * An entity name as vCenter stores it: `%` (unless it already starts an escape `%xx`), `/` and `\`
+ * escaped as `%25`, `%2f`, `%5c` (vim25 ManagedEntity.name).
+ */
+export function escapeEntityName(name: string): string {
+  return name.replace(/%(?![0-9a-fA-F]{2})|\/|\\/g, (c) => (c === '%' ? '%25' : c === '/' ? '%2f' : '%5c'));
+}
+
 // Response decoders ------------------------------------------------------------------------
 
 function parseAbout(n: XmlNode | undefined): AboutInfo {
@@ -447,11 +455,19 @@ export class VSphereClient {
 
   /** Logs out and forgets the session (no re-login afterwards until login() is called). */
   async logout(): Promise<void> {
+    await this.#logout();
+  }
+
+  async #logout(timeoutMs?: number): Promise<void> {
     if (!this.#loggedIn && this.#transport.sessionCookie === undefined) return;
-    const sc = await this.#sc();
+    const sc = this.#content;
     this.#loggedIn = false;
+    if (!sc) {
+      this.#transport.sessionCookie = undefined;
+      return;
+    }
     try {
-      await this.#callOnce('Logout', sc.sessionManager, [], () => undefined);
+      await this.#callOnce('Logout', sc.sessionManager, [], () => undefined, timeoutMs);
     } catch (e) {
       if (!(e instanceof VSphereFault && e.faultName === 'NotAuthenticated')) throw e;
     } finally {
@@ -466,10 +482,10 @@ export class VSphereClient {
     await this.#call('TerminateSession', sc.sessionManager, [keys.map((k) => el('sessionId', null, k))], () => undefined);
   }
 
-  /** Logs out (best effort) and releases the connections. */
+  /** Logs out (best effort, at most 5 s) and releases the connections. */
   async close(): Promise<void> {
     try {
-      await this.logout();
+      await this.#logout(Math.min(5000, this.#transport.requestTimeoutMs));
     } catch {
       // the session is gone either way
     } finally {
@@ -586,10 +602,20 @@ export class VSphereClient {
     });
   }
 
-  /** VMs whose name is exactly `name` (names are unique per folder only, so there may be several). */
+  /**
+   * VMs whose name is exactly `name` (names are unique per folder only, so there may be several).
+   * vCenter reports `/`, `\` and `%` in entity names escaped (`%2f`, `%5c`, `%25`): both the
+   * name as given and its escaped form match.
+   */
   async findVmsByName(name: string): Promise<MoRef[]> {
+    const escaped = escapeEntityName(name);
     const all = await this.listObjects('VirtualMachine', ['name']);
-    return all.filter((o) => o.props.get('name')?.text === name).map((o) => o.obj);
+    return all
+      .filter((o) => {
+        const n = o.props.get('name')?.text;
+        return n === name || n === escaped;
+      })
+      .map((o) => o.obj);
   }
 
   /** Resolves a selector to exactly one VM, or throws VSphereNotFoundError naming what was looked for. */

@@ -21,6 +21,13 @@ export interface TransportOptions {
   maxResponseBytes?: number | undefined;
 }
 
+/** Internal: the keep-alive socket was closed by the server before our request was read. */
+class StaleSocketError extends VSphereTransportError {
+  constructor(method: string) {
+    super(`${method}: keep-alive connection closed by the server`, method, 'ECONNRESET');
+  }
+}
+
 export interface HttpResult {
   status: number;
   contentType: string;
@@ -65,6 +72,11 @@ export class Transport {
     }
   }
 
+  /** The default per-request deadline, ms. */
+  get requestTimeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
   /** The session cookie value as the server set it (opaque), or undefined. */
   get sessionCookie(): string | undefined {
     return this.#cookie;
@@ -79,8 +91,21 @@ export class Transport {
     this.#agent.destroy();
   }
 
-  /** Posts one SOAP request. `method` is only used in error messages. */
-  post(method: string, body: string, soapAction: string, timeoutMs?: number): Promise<HttpResult> {
+  /**
+   * Posts one SOAP request. `method` is only used in error messages. A request that fails with
+   * a reset on a reused keep-alive socket (the server closed it while idle, before reading our
+   * request) is sent once more on a fresh connection, as Node's documentation advises.
+   */
+  async post(method: string, body: string, soapAction: string, timeoutMs?: number): Promise<HttpResult> {
+    try {
+      return await this.#postOnce(method, body, soapAction, timeoutMs);
+    } catch (e) {
+      if (e instanceof StaleSocketError) return await this.#postOnce(method, body, soapAction, timeoutMs);
+      throw e;
+    }
+  }
+
+  #postOnce(method: string, body: string, soapAction: string, timeoutMs?: number): Promise<HttpResult> {
     if (this.#closed) {
       return Promise.reject(new VSphereTransportError(`${method}: client is closed`, method, 'ERR_CLIENT_CLOSED'));
     }
@@ -149,7 +174,15 @@ export class Transport {
         () => fail(new VSphereTimeoutError(`${method}: no complete response from ${u.host} within ${deadline} ms`, method, deadline)),
         deadline,
       );
+      let gotResponse = false;
+      req.on('response', () => {
+        gotResponse = true;
+      });
       req.on('error', (e: NodeJS.ErrnoException) => {
+        if (!gotResponse && req.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+          fail(new StaleSocketError(method));
+          return;
+        }
         const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|TLS|SSL|ALTNAME|UNABLE_TO/.test(e.code);
         const msg = tls
           ? `${method}: TLS verification of ${u.host} failed: ${e.message} (supply the server's CA, or set insecureSkipVerify explicitly)`

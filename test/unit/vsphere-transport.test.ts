@@ -28,6 +28,8 @@ const SC = `<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas
 const LOGIN = `<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>
 <LoginResponse xmlns="urn:vim25"><returnval><key>k1</key><userName>u</userName></returnval></LoginResponse></soapenv:Body></soapenv:Envelope>`;
 
+const env = (b: string) => `<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>${b}</soapenv:Body></soapenv:Envelope>`;
+
 // Path /<mode>/sdk selects the misbehavior for calls after Login.
 function handler(req: http.IncomingMessage, res: http.ServerResponse) {
   let body = '';
@@ -58,6 +60,13 @@ function handler(req: http.IncomingMessage, res: http.ServerResponse) {
         return void pump();
       }
       case 'fault500': res.statusCode = 500; return void res.end('');
+      case 'stale': {
+        // Like a server whose idle keep-alive timer fired: drop reused sockets without answering.
+        const sock = req.socket as typeof req.socket & { served?: number };
+        sock.served = (sock.served ?? 0) + 1;
+        if (sock.served > 1) return void sock.destroy();
+        return void res.end(env('<FindByUuidResponse xmlns="urn:vim25"><returnval type="VirtualMachine">vm-7</returnval></FindByUuidResponse>'));
+      }
       default: res.statusCode = 500; return void res.end('<x/>');
     }
   });
@@ -136,6 +145,12 @@ describe('transport robustness', () => {
     const c = await VSphereClient.connect({ url: `${base.replace('http://', `http://u:${encodeURIComponent(PASSWORD)}@`)}/silent/sdk`, username: 'u', password: PASSWORD, requestTimeoutMs: 300 });
     assert.ok(!c.url.includes('secret'));
     await assert.rejects(c.about().then(() => c.findVmByUuid('x')), (e) => (noSecret(e), true));
+    await c.close();
+  });
+
+  it('a keep-alive socket closed by the server is retried once on a fresh connection', async () => {
+    const c = await client('stale');
+    for (let i = 0; i < 5; i++) assert.deepEqual(await c.findVmByUuid('x'), { type: 'VirtualMachine', value: 'vm-7' });
     await c.close();
   });
 

@@ -1,7 +1,7 @@
 // Request building (escaping, schema order) and response/fault decoding of the vSphere client.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { configSpecXml, containerViewObjectSpecXml, memoryAllocationXml, parseMemoryAllocation } from '../../src/vsphere/client.ts';
+import { configSpecXml, containerViewObjectSpecXml, escapeEntityName, memoryAllocationXml, parseMemoryAllocation } from '../../src/vsphere/client.ts';
 import { VSphereFault, VSphereProtocolError } from '../../src/vsphere/errors.ts';
 import { buildRequest, decodeResponse } from '../../src/vsphere/soap.ts';
 import { decodeEntities, el, escapeXml, parseXml } from '../../src/vsphere/xml.ts';
@@ -35,6 +35,13 @@ describe('escaping', () => {
     assert.equal(decodeEntities('&lt;&#34;&#x27;&amp;lt;'), `<"'&lt;`);
     assert.throws(() => decodeEntities('&nbsp;'), /unknown entity/);
     assert.throws(() => decodeEntities('&#xD800;'), /invalid character reference/);
+  });
+});
+
+describe('entity names', () => {
+  it('escapes / \\ and a % that does not start an escape, as vCenter stores names', () => {
+    assert.equal(escapeEntityName('a/b\\c 100% x%2fy'), 'a%2fb%5cc 100%25 x%2fy');
+    assert.equal(escapeEntityName('plain <&>'), 'plain <&>');
   });
 });
 
