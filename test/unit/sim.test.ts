@@ -65,6 +65,18 @@ describe('sim inventory', () => {
     assert.equal(host.type, 'qemu');
   });
 
+  test('mixed inventory: each VM follows its own type (ESX VM on a qemu-typed host)', async () => {
+    const { driver, host } = await connected({ type: 'qemu', vms: [{ name: 'q', type: 'qemu', maxMemory: '2Gi' }, { name: 'e', type: 'esx', maxMemory: '2Gi', memoryHotAddEnabled: true }] });
+    assert.equal((await driver.identify()).type, 'qemu');
+    const e = await driver.lookup({ name: 'e' });
+    assert.equal((await driver.observe(e)).type, 'esx');
+    await driver.apply(e, [step('maxMemory', 'config', 3n * Gi)]);
+    assert.equal(host.calls.ReconfigVM_Task, 1);
+    await assert.rejects(driver.apply(e, [step('memory', 'config', Gi)]), refused(/balloon target/, 'ReconfigVM_Task'));
+    const q = await driver.lookup({ name: 'q' });
+    await assert.rejects(driver.apply(q, [step('maxMemory', 'live', 3n * Gi)]), refused(/active domain/, 'virDomainSetMemoryFlags'));
+  });
+
   test('quantities are exact; configMaxMemory/configMemory set the config world', () => {
     const inv = parseInventory({
       vms: [{ name: 'a', type: 'qemu', maxMemory: '4G', memory: '1536Mi', configMaxMemory: '8Gi', balloon: 'unresponsive', balloonDelay: '50ms' }],

@@ -136,7 +136,9 @@ export class SimDriver implements Driver {
   }
 
   private async applyOne(host: SimHost, conn: SimConnection, vm: VMHandle, step: Step): Promise<void> {
-    if (host.type === 'esx') return this.applyEsx(host, conn, vm, step);
+    // The VM's own type decides the API (an inventory may mix types; see docs/sim.md).
+    const type = host.vm(vm.uuid)?.type ?? host.type;
+    if (type === 'esx') return this.applyEsx(host, conn, vm, step);
     const flags = step.world === 'live' ? { live: true } : { config: true };
     const world = step.world === 'live' ? 'AFFECT_LIVE' : 'AFFECT_CONFIG';
     switch (step.field) {
