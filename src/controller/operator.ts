@@ -149,6 +149,7 @@ export class Operator {
       if (!spec.success) continue;
       const { name, uuid } = spec.data.vm;
       if ((name !== undefined && name === event.vm.name) || (uuid !== undefined && uuid.toLowerCase() === event.vm.uuid.toLowerCase())) {
+        if (event.kind === 'lifecycle' && /start|boot/i.test(event.detail)) this.reconciler.noteRestart(vmm.metadata);
         this.vmms.enqueue(keyString(vmm.metadata));
       }
     }

@@ -12,7 +12,7 @@ import { VMMSpecSchema } from '../api/vmm.ts';
 import type { Driver, VMHandle } from '../drivers/driver.ts';
 import { DriverError } from '../drivers/driver.ts';
 import { desiredFromSpec, describeVMRef, vmRefFromSpec } from '../model/desired.ts';
-import type { ObservedVM, Plan, Step } from '../model/memory.ts';
+import type { ObservedVM, Plan, Step, Verdict } from '../model/memory.ts';
 import { profileFor } from '../model/profiles.ts';
 import { formatValue, plan as planMemory } from '../planner/plan.ts';
 import { findCondition, mergeConditions, nowRFC3339 } from './conditions.ts';
@@ -62,6 +62,12 @@ interface VMMMemo {
   roundingsReported: Set<string>;
   /** UUID the VM resolved to, for conflict detection across name/uuid references. */
   uuid?: string;
+  /**
+   * Changes the hypervisor accepted live that the guest sees only after a
+   * restart (Xen maxmem): once applied, observation alone cannot tell them
+   * apart from effective ones, so they are remembered until the VM restarts.
+   */
+  staged?: Map<string, Verdict>;
 }
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };
@@ -80,6 +86,12 @@ export class Reconciler {
 
   private timeCall<T>(driver: Driver, op: string, fn: () => Promise<T>): Promise<T> {
     return this.opts.timeCall ? this.opts.timeCall(driver.kind, op, fn) : fn();
+  }
+
+  /** The VM (re)started: changes staged for its next boot are now in effect. */
+  noteRestart(key: ObjectKey): void {
+    const memo = this.memo.get(keyString(key));
+    if (memo) memo.staged = undefined;
   }
 
   /** Forget in-memory state of a deleted VMM: the VM stays as it is (DESIGN §4). */
@@ -185,6 +197,11 @@ export class Reconciler {
       }
     }
 
+    if (observed.powerState === 'ShutOff') memo.staged = undefined; // the next boot uses the config
+    for (const v of planned.verdicts) {
+      if (v.kind === 'RestartRequired') (memo.staged ??= new Map()).set(v.field, v);
+    }
+
     if (planned.steps.length > 0) {
       const steps = planned.steps;
       this.opts.log.info({ vmm: keyString(key), vm: vm.name, steps: steps.map(describeStep) }, 'applying plan');
@@ -202,6 +219,7 @@ export class Reconciler {
       planned = planMemory(desired, observed, profile);
     }
 
+    planned = withStagedRestarts(planned, memo);
     const balloon = this.balloonState(memo, observed, planned, timing.balloonTimeoutMs);
     const nowText = nowRFC3339(new Date(this.now()));
     await this.writeStatus(key, (fresh) => {
@@ -390,6 +408,19 @@ export class Reconciler {
       throw new RetryLater(failure.reason, failure.message, { cause: err });
     }
   }
+}
+
+/** Re-applies remembered RestartRequired verdicts to fields that now look Applied with the same desired value. */
+function withStagedRestarts(planned: Plan, memo: VMMMemo): Plan {
+  if (!memo.staged?.size) return planned;
+  const verdicts = planned.verdicts.map((v) => {
+    const staged = memo.staged?.get(v.field);
+    if (!staged) return v;
+    if (v.kind === 'Applied' && staged.desired === v.desired) return staged;
+    if (v.kind !== 'RestartRequired') memo.staged?.delete(v.field); // spec moved on (e.g. reverted)
+    return v;
+  });
+  return { ...planned, verdicts };
 }
 
 function parseSpec<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }, spec: unknown): Parsed<T> {
