@@ -8,7 +8,7 @@ import { localRef } from './fields.ts';
 import { DURATION_PATTERN } from './duration.ts';
 
 /** libvirt URIs (qemu, xen, test with their transports), vSphere SDK URLs, and the simulator. */
-export const URI_PATTERN = '^((qemu|xen|test)(\\+(unix|ssh|tls|tcp))?://[^\\s]*|https://[^\\s/]+(/[^\\s]*)?|sim:///[^\\s]+)$';
+export const URI_PATTERN = '^((qemu|xen|test)(\\+(unix|ssh|tls|tcp))?://[^\\s]*|https://[^\\s/]+(/[^\\s]*)?|sim:[^\\s]+)$';
 const URI_RE = new RegExp(URI_PATTERN);
 
 export const HypervisorSpecSchema = z

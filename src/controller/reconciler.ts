@@ -199,7 +199,8 @@ export class Reconciler {
 
     if (observed.powerState === 'ShutOff') memo.staged = undefined; // the next boot uses the config
     for (const v of planned.verdicts) {
-      if (v.kind === 'RestartRequired') (memo.staged ??= new Map()).set(v.field, v);
+      // Only where observation cannot tell (Xen: the live cap moves, the guest's map does not).
+      if (v.kind === 'RestartRequired' && profile.fields[v.field].liveTakesEffectAtBoot) (memo.staged ??= new Map()).set(v.field, v);
     }
 
     if (planned.steps.length > 0) {
