@@ -15,12 +15,12 @@ export interface CelRule {
   reason?: 'FieldValueInvalid' | 'FieldValueRequired' | 'FieldValueForbidden' | 'FieldValueDuplicate';
 }
 
-const WHOLE_BYTES_CEL = 'isQuantity(self) && quantity(self).isInteger() && quantity(self).sign() >= 0';
+const WHOLE_BYTES_CEL = "isQuantity(self) && quantity(self).isInteger() && quantity(self).compareTo(quantity('0')) >= 0";
 
 /** A memory quantity string (e.g. "8Gi") that must be a whole, non-negative number of bytes. */
 export function quantityField(description: string, opts: { positive?: boolean } = {}) {
   const rules: CelRule[] = [{ rule: WHOLE_BYTES_CEL, message: 'must be a whole, non-negative number of bytes written as a quantity, e.g. 8Gi, 1536Mi, 4G' }];
-  if (opts.positive) rules.push({ rule: `!isQuantity(self) || quantity(self).sign() > 0`, message: 'must be greater than 0' });
+  if (opts.positive) rules.push({ rule: `!isQuantity(self) || quantity(self).isGreaterThan(quantity('0'))`, message: 'must be greater than 0' });
   return z
     .string()
     .superRefine((value, ctx) => {
