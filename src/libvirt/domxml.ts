@@ -8,6 +8,8 @@ import { XMLParser } from 'fast-xml-parser';
 
 export interface DomainXmlInfo {
   type: string | undefined;
+  /** The `id` attribute of a running domain's live XML. */
+  id: number | undefined;
   name: string | undefined;
   uuid: string | undefined;
   /** `<memory>`: maximum memory at boot, KiB. */
@@ -118,8 +120,10 @@ export function parseDomainXml(xml: string): DomainXmlInfo {
   }
   const devices = (d.devices ?? {}) as Node;
   const balloons = (devices.memballoon ?? []) as Node[];
+  const id = attr(d, 'id');
   return {
     type: attr(d, 'type'),
+    id: id === undefined ? undefined : Number(id),
     name: textOf(d.name),
     uuid: textOf(d.uuid),
     memoryKiB: scaled(d.memory, 'memory'),

@@ -214,6 +214,7 @@ describe('domain XML reader', () => {
     </domain>`);
     assert.deepEqual(x, {
       type: 'kvm',
+      id: 4,
       name: 'web-01',
       uuid: '8f095cd6-781a-4c2a-b62b-4d7ddb909080',
       memoryKiB: 8388608,
