@@ -135,6 +135,34 @@ export interface ObjectContent {
   missing: Map<string, VSphereFault>;
 }
 
+export interface PropertyChange {
+  name: string;
+  op: 'add' | 'remove' | 'assign' | 'indirectRemove';
+  /** Absent for removals. */
+  val: XmlNode | undefined;
+}
+
+export interface ObjectUpdate {
+  obj: MoRef;
+  kind: 'enter' | 'modify' | 'leave';
+  changes: PropertyChange[];
+}
+
+export interface WatchOptions {
+  /** How long one WaitForUpdatesEx may wait on the server. Default 60 s. */
+  maxWaitSeconds?: number;
+  /** Called when the watch breaks (it then restarts by itself with a fresh initial set). */
+  onError?: (err: VSphereError) => void;
+  /** First and longest pause before re-establishing a broken watch. Default 1 s and 30 s. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+export interface Watch {
+  /** Cancels the wait on the server, destroys the collector and view; resolves when done. */
+  stop(): Promise<void>;
+}
+
 export type VmSelector =
   | { name: string }
   | { uuid: string }
@@ -213,9 +241,10 @@ export function propertyFilterSpecXml(
   type: string,
   paths: readonly string[],
   objects: Raw[],
+  elementName = 'specSet',
 ): Raw {
   return el(
-    'specSet',
+    elementName,
     null,
     el('propSet', null, el('type', null, type), el('all', null, false), paths.map((p) => el('pathSet', null, p))),
     objects,
@@ -279,6 +308,27 @@ export function parseMemoryAllocation(n: XmlNode, method: string): MemoryAllocat
       throw new VSphereProtocolError(`${method}: unknown shares level ${JSON.stringify(level)}`, method);
     }
     out.shares = { level: level as SharesLevel, shares: parseIntStrict(childText(s, 'shares') ?? '0', 'shares', method) };
+  }
+  return out;
+}
+
+export function parseUpdateSet(rv: XmlNode, method: string): ObjectUpdate[] {
+  const out: ObjectUpdate[] = [];
+  for (const fs of childrenNamed(rv, 'filterSet')) {
+    for (const os of childrenNamed(fs, 'objectSet')) {
+      const kind = childText(os, 'kind');
+      if (kind !== 'enter' && kind !== 'modify' && kind !== 'leave') {
+        throw new VSphereProtocolError(`${method}: unknown update kind ${JSON.stringify(kind)}`, method);
+      }
+      const changes: PropertyChange[] = childrenNamed(os, 'changeSet').map((cs) => {
+        const op = childText(cs, 'op') ?? 'assign';
+        if (op !== 'add' && op !== 'remove' && op !== 'assign' && op !== 'indirectRemove') {
+          throw new VSphereProtocolError(`${method}: unknown change op ${JSON.stringify(op)}`, method);
+        }
+        return { name: childText(cs, 'name') ?? '', op, val: child(cs, 'val') };
+      });
+      out.push({ obj: parseMoRef(child(os, 'obj'), method), kind, changes });
+    }
   }
   return out;
 }
@@ -568,6 +618,142 @@ export class VSphereClient {
         // a view left behind dies with the session
       }
     }
+  }
+
+  // Watching ------------------------------------------------------------------------------------
+
+  /**
+   * Watches `paths` of every object of `type` (through a ContainerView and a private
+   * PropertyCollector, WaitForUpdatesEx long polls). `onUpdates(updates, initial)` gets the
+   * whole current set first (`initial` true: kind `enter`), then changes. A broken watch (network,
+   * expired session, ...) is reported to `onError` and re-established with a new initial set.
+   */
+  async watch(
+    type: string,
+    paths: readonly string[],
+    onUpdates: (updates: ObjectUpdate[], initial: boolean) => void,
+    opts: WatchOptions = {},
+  ): Promise<Watch> {
+    const maxWait = opts.maxWaitSeconds ?? 60;
+    const retryMin = opts.retryMinMs ?? 1000;
+    const retryMax = opts.retryMaxMs ?? 30_000;
+    let stopped = false;
+    let collector: MoRef | undefined;
+    let view: MoRef | undefined;
+    let wake: (() => void) | undefined;
+
+    const teardown = async () => {
+      const pc = collector;
+      const v = view;
+      collector = undefined;
+      view = undefined;
+      for (const [m, ref] of [['DestroyPropertyCollector', pc], ['DestroyView', v]] as const) {
+        if (!ref) continue;
+        try {
+          await this.#callOnce(m, ref, [], () => undefined, 5000);
+        } catch {
+          // gone with the session anyway
+        }
+      }
+    };
+
+    const setup = async () => {
+      const sc = await this.#sc();
+      if (!sc.viewManager) throw new VSphereError('this server has no ViewManager', 'CreateContainerView');
+      collector = await this.#call('CreatePropertyCollector', sc.propertyCollector, [], (res) =>
+        parseMoRef(child(res, 'returnval'), 'CreatePropertyCollector'),
+      );
+      view = await this.#call(
+        'CreateContainerView',
+        sc.viewManager,
+        [moRef('container', sc.rootFolder), el('type', null, type), el('recursive', null, true)],
+        (res) => parseMoRef(child(res, 'returnval'), 'CreateContainerView'),
+      );
+      await this.#call(
+        'CreateFilter',
+        collector,
+        [propertyFilterSpecXml(type, paths, [containerViewObjectSpecXml(view)], 'spec'), el('partialUpdates', null, false)],
+        () => undefined,
+      );
+    };
+
+    const loop = async () => {
+      let delay = retryMin;
+      while (!stopped) {
+        try {
+          await setup();
+          let version = '';
+          let initial = true;
+          while (!stopped) {
+            const method = 'WaitForUpdatesEx';
+            const res = await this.#call(
+              method,
+              collector!,
+              [el('version', null, version), el('options', null, el('maxWaitSeconds', null, maxWait))],
+              (r) => r,
+              (maxWait + 30) * 1000,
+            );
+            const rv = child(res, 'returnval');
+            if (!rv) continue; // maxWaitSeconds passed without a change
+            version = childText(rv, 'version') ?? version;
+            const updates = parseUpdateSet(rv, method);
+            const truncated = childText(rv, 'truncated') === 'true';
+            if (updates.length > 0 || initial) {
+              try {
+                onUpdates(updates, initial);
+              } catch {
+                // a subscriber's failure is its own
+              }
+            }
+            if (!truncated) initial = false;
+            delay = retryMin;
+          }
+        } catch (e) {
+          if (stopped) break;
+          const err = e instanceof VSphereError ? e : new VSphereError(String(e), 'watch', { cause: e });
+          try {
+            opts.onError?.(err);
+          } catch {
+            // ignore
+          }
+          await teardown();
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, delay);
+            wake = () => {
+              clearTimeout(t);
+              r();
+            };
+          });
+          wake = undefined;
+          delay = Math.min(delay * 2, retryMax);
+        }
+      }
+      await teardown();
+    };
+
+    await setup().catch(async (e: unknown) => {
+      await teardown();
+      throw e;
+    });
+    // setup() ran once to fail early; the loop sets up its own.
+    await teardown();
+    const done = loop();
+    return {
+      stop: async () => {
+        if (stopped) return done;
+        stopped = true;
+        wake?.();
+        const pc = collector;
+        if (pc) {
+          try {
+            await this.#callOnce('CancelWaitForUpdates', pc, [], () => undefined, 5000);
+          } catch {
+            // the wait ends with its own timeout
+          }
+        }
+        await done;
+      },
+    };
   }
 
   // Lookups ----------------------------------------------------------------------------------

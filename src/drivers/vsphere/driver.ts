@@ -19,10 +19,14 @@
  * Values must be whole MiB (the planner rounds; maxMemory to 4 MiB): anything else is refused,
  * not rounded here.
  */
-import type { ApplyResult, ConnectOptions, Driver, DriverErrorCode, DriverFactory, HypervisorIdentity, VMHandle } from '../driver.ts';
+import type {
+  ApplyResult, ConnectOptions, Driver, DriverErrorCode, DriverEvent, DriverFactory, HypervisorIdentity, VMHandle,
+} from '../driver.ts';
 import { DriverError } from '../driver.ts';
 import type { Field, Limit, ObservedVM, PowerState, Step, VMRef, WorldValues } from '../../model/memory.ts';
-import type { MemoryAllocationSpec, MoRef, ReconfigSpec, VmMemoryInfo, VSphereClientOptions } from '../../vsphere/index.ts';
+import type {
+  MemoryAllocationSpec, MoRef, ObjectUpdate, ReconfigSpec, VmMemoryInfo, VSphereClientOptions, WatchOptions,
+} from '../../vsphere/index.ts';
 import {
   VSphereClient,
   VSphereError,
@@ -52,6 +56,8 @@ export class VSphereVMHandle implements VMHandle {
 export interface VSphereDriverExtras {
   /** Deadline for each ReconfigVM_Task to finish (default: the client's, 5 min). */
   taskTimeoutMs?: number;
+  /** Watch tuning for events() (long-poll length, retry pauses). */
+  watch?: Omit<WatchOptions, 'onError'>;
 }
 
 export class VSphereDriver implements Driver {
@@ -173,6 +179,36 @@ export class VSphereDriver implements Driver {
     }
   }
 
+  /**
+   * VM changes as they happen (WaitForUpdatesEx): power changes → lifecycle `Started`/`Stopped`/
+   * `Suspended`, memory reconfigures → `Reconfigured`, new/removed VMs → `Defined`/`Undefined`,
+   * renames → `Renamed`. A broken watch → `disconnected` (then it re-establishes itself).
+   */
+  async events(onEvent: (event: DriverEvent) => void): Promise<() => Promise<void>> {
+    const c = this.#c('WaitForUpdatesEx');
+    const known = new Map<string, { name: string; uuid: string }>();
+    const emit = (e: DriverEvent) => {
+      try {
+        onEvent(e);
+      } catch {
+        // a subscriber's failure is its own
+      }
+    };
+    try {
+      const w = await c.watch(
+        'VirtualMachine',
+        WATCHED,
+        (updates, initial) => {
+          for (const e of eventsOf(updates, initial, known)) emit(e);
+        },
+        { onError: (err) => emit({ kind: 'disconnected', reason: err.message }), ...this.#extras.watch },
+      );
+      return () => w.stop();
+    } catch (e) {
+      throw toDriverError(e, 'WaitForUpdatesEx');
+    }
+  }
+
   async apply(vm: VMHandle, steps: readonly Step[]): Promise<ApplyResult> {
     const op = 'ReconfigVM_Task';
     const applied: Step[] = [];
@@ -200,6 +236,50 @@ export class VSphereDriver implements Driver {
     }
     return { applied };
   }
+}
+
+// Events ---------------------------------------------------------------------------------------
+
+// config.changeVersion changes on every reconfigure (vcsim reports only it, not the fields changed).
+const WATCHED = [
+  'name', 'config.uuid', 'config.instanceUuid', 'runtime.powerState',
+  'config.changeVersion', 'config.hardware.memoryMB', 'config.memoryAllocation',
+];
+const POWER_EVENT: Record<string, string> = { poweredOn: 'Started', poweredOff: 'Stopped', suspended: 'Suspended' };
+
+/** Turns property-collector updates into driver events; keeps name/uuid of every VM seen. */
+export function eventsOf(updates: ObjectUpdate[], initial: boolean, known: Map<string, { name: string; uuid: string }>): DriverEvent[] {
+  const out: DriverEvent[] = [];
+  for (const u of updates) {
+    const key = u.obj.value;
+    const prev = known.get(key);
+    const vals = new Map(u.changes.map((c) => [c.name, c.val?.text]));
+    const name = vals.get('name') ?? prev?.name ?? key;
+    const uuid = vals.get('config.uuid') ?? prev?.uuid ?? vals.get('config.instanceUuid') ?? key;
+    if (u.kind === 'leave') {
+      known.delete(key);
+      out.push({ kind: 'lifecycle', vm: { name, uuid }, detail: 'Undefined' });
+      continue;
+    }
+    known.set(key, { name, uuid });
+    if (initial) continue;
+    const vm = { name, uuid };
+    if (u.kind === 'enter') {
+      out.push({ kind: 'lifecycle', vm, detail: 'Defined' });
+      continue;
+    }
+    const power = vals.get('runtime.powerState');
+    if (power !== undefined) out.push({ kind: 'lifecycle', vm, detail: POWER_EVENT[power] ?? power });
+    if (
+      vals.has('config.changeVersion') ||
+      vals.has('config.hardware.memoryMB') ||
+      u.changes.some((c) => c.name.startsWith('config.memoryAllocation'))
+    ) {
+      out.push({ kind: 'lifecycle', vm, detail: 'Reconfigured' });
+    }
+    if (vals.has('name') && prev && prev.name !== name) out.push({ kind: 'lifecycle', vm, detail: 'Renamed' });
+  }
+  return out;
 }
 
 // Pure helpers (exported for unit tests) ---------------------------------------------------------

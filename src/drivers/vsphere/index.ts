@@ -3,5 +3,5 @@
  *
  *   createVSphereDriver({ uri: 'https://vcenter.example.com/sdk', credentials: { username, password, caCert } })
  */
-export { VSphereDriver, VSphereVMHandle, createVSphereDriver, coalesce, observedOf, specFor, toDriverError } from './driver.ts';
+export { VSphereDriver, VSphereVMHandle, createVSphereDriver, coalesce, eventsOf, observedOf, specFor, toDriverError } from './driver.ts';
 export type { StepGroup, VSphereDriverExtras } from './driver.ts';

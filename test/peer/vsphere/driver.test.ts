@@ -3,6 +3,7 @@
 // power-state/hot-add rules (docs/vsphere.md): the planner does, so they are not tested here.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { DriverEvent } from '../../../src/drivers/driver.ts';
 import { DriverError } from '../../../src/drivers/driver.ts';
 import { createDriver } from '../../../src/drivers/registry.ts';
 import type { VSphereVMHandle } from '../../../src/drivers/vsphere/index.ts';
@@ -142,6 +143,49 @@ describe('vSphere driver on vcsim', () => {
     await sim.govc('vm.destroy', 'DC0_C0_RP0_VM0');
     await assert.rejects(d.observe(h), (e: unknown) => e instanceof DriverError && e.code === 'VMNotFound');
     await assert.rejects(d.apply(h, [step('reservation', 0n, MiB)]), (e: unknown) => e instanceof DriverError && e.code === 'VMNotFound');
+  });
+
+  it('events: power changes and reconfigures arrive as lifecycle events; a killed session → disconnected, then it recovers', async () => {
+    const ev = new VSphereDriver(
+      { uri: sim.url, credentials: { username: sim.username, password: sim.password, caCert: sim.caPem } },
+      { watch: { maxWaitSeconds: 1, retryMinMs: 50, retryMaxMs: 200 } },
+    );
+    await ev.connect();
+    const got: DriverEvent[] = [];
+    const waitFor = async (pred: (e: DriverEvent) => boolean, what: string) => {
+      const t0 = Date.now();
+      while (!got.some(pred)) {
+        if (Date.now() - t0 > 10_000) assert.fail(`no ${what} event within 10 s; got ${JSON.stringify(got)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const unsubscribe = await ev.events((e) => got.push(e));
+    try {
+      const h = await d.lookup({ name: 'DC0_H0_VM0' });
+      const running = (await d.observe(h)).powerState === 'Running';
+      if (running) await admin.powerOffVm(h.moref);
+      else await admin.powerOnVm(h.moref);
+      const detail = running ? 'Stopped' : 'Started';
+      await waitFor((e) => e.kind === 'lifecycle' && e.vm.name === 'DC0_H0_VM0' && e.detail === detail, detail);
+      assert.ok(got.every((e) => e.kind !== 'lifecycle' || e.vm.uuid !== ''), 'events carry the uuid');
+      await admin.reconfigureVm(h.moref, { memoryMB: 64 });
+      await waitFor((e) => e.kind === 'lifecycle' && e.vm.uuid === h.uuid && e.detail === 'Reconfigured', 'Reconfigured');
+      // Kill every session but the admin's: the watch breaks, says so, and comes back.
+      const sm = (await admin.serviceContent()).sessionManager;
+      const [o] = await admin.retrieveProperties([sm], ['sessionList']);
+      const keys = (o?.props.get('sessionList')?.children ?? []).map((u) => u.children.find((c) => c.name === 'key')?.text ?? '');
+      await admin.terminateSessions(keys.filter((k) => k !== '' && k !== admin.session!.key));
+      await waitFor((e) => e.kind === 'disconnected', 'disconnected');
+      got.length = 0;
+      await new Promise((r) => setTimeout(r, 500)); // let the watch re-establish
+      await admin.reconfigureVm(h.moref, { memoryMB: 128 });
+      await waitFor((e) => e.kind === 'lifecycle' && e.detail === 'Reconfigured', 'Reconfigured after recovery');
+    } finally {
+      const t0 = Date.now();
+      await unsubscribe();
+      assert.ok(Date.now() - t0 < 3000, 'unsubscribe is prompt');
+      await ev.close();
+    }
   });
 
   it('errors: wrong password → AuthFailed, untrusted certificate → TLS, insecureSkipVerify works, no password in messages', async () => {
