@@ -686,6 +686,7 @@ export class VSphereClient {
           let initial = true;
           while (!stopped) {
             const method = 'WaitForUpdatesEx';
+            if (stopped) break;
             const res = await this.#call(
               method,
               collector!,
@@ -751,7 +752,11 @@ export class VSphereClient {
             // the wait ends with its own timeout
           }
         }
-        await done;
+        // A cancel that raced with the start of a wait leaves that wait to its maxWaitSeconds: do
+        // not hold the caller that long (the loop still tears down when the wait returns).
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, 5000)))]);
+        clearTimeout(timer);
       },
     };
   }

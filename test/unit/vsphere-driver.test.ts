@@ -114,3 +114,24 @@ describe('toDriverError', () => {
     assert.equal(toDriverError(new VSphereTimeoutError('late', 'Login', 5), 'x').code, 'Timeout');
   });
 });
+
+describe('eventsOf / parseUpdateSet', () => {
+  it('initial set only records; then power, reconfigure, rename, leave become lifecycle events', async () => {
+    const { parseUpdateSet } = await import('../../src/vsphere/client.ts');
+    const { parseXml } = await import('../../src/vsphere/xml.ts');
+    const { eventsOf } = await import('../../src/drivers/vsphere/index.ts');
+    const set = (objs: string) => parseUpdateSet(parseXml(`<returnval><version>1</version><filterSet><filter type="PropertyFilter">f</filter>${objs}</filterSet></returnval>`), 'WaitForUpdatesEx');
+    const known = new Map<string, { name: string; uuid: string }>();
+    const initial = set('<objectSet><kind>enter</kind><obj type="VirtualMachine">vm-1</obj><changeSet><name>name</name><op>assign</op><val>web</val></changeSet><changeSet><name>config.uuid</name><op>assign</op><val>u-1</val></changeSet></objectSet>');
+    assert.deepEqual(eventsOf(initial, true, known), []);
+    assert.deepEqual(known.get('vm-1'), { name: 'web', uuid: 'u-1' });
+    const mod = set('<objectSet><kind>modify</kind><obj type="VirtualMachine">vm-1</obj><changeSet><name>runtime.powerState</name><op>assign</op><val>poweredOff</val></changeSet><changeSet><name>config.changeVersion</name><op>assign</op><val>7</val></changeSet></objectSet>');
+    assert.deepEqual(eventsOf(mod, false, known).map((e) => e.kind === 'lifecycle' && e.detail), ['Stopped', 'Reconfigured']);
+    const ren = set('<objectSet><kind>modify</kind><obj type="VirtualMachine">vm-1</obj><changeSet><name>name</name><op>assign</op><val>web2</val></changeSet></objectSet>');
+    assert.deepEqual(eventsOf(ren, false, known), [{ kind: 'lifecycle', vm: { name: 'web2', uuid: 'u-1' }, detail: 'Renamed' }]);
+    const leave = set('<objectSet><kind>leave</kind><obj type="VirtualMachine">vm-1</obj></objectSet>');
+    assert.deepEqual(eventsOf(leave, false, known), [{ kind: 'lifecycle', vm: { name: 'web2', uuid: 'u-1' }, detail: 'Undefined' }]);
+    assert.equal(known.size, 0);
+    assert.throws(() => set('<objectSet><kind>weird</kind><obj type="VirtualMachine">vm-1</obj></objectSet>'), /unknown update kind/);
+  });
+});
