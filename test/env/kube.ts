@@ -392,7 +392,12 @@ class PeerProcess {
       }
     };
     kill(signal);
-    const done = await Promise.race([this.exited!.then(() => true), sleep(timeoutMs).then(() => false)]);
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      this.exited!.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
     if (!done) {
       kill('SIGKILL');
       await this.exited;
@@ -572,6 +577,9 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeEnv> {
       `--secure-port=${apiPort}`,
       `--bind-address=127.0.0.1`,
       `--advertise-address=127.0.0.1`,
+      // Since 1.37 the lease endpoint reconciler rejects a loopback advertise address; nothing here
+      // needs the default/kubernetes Service endpoints, so don't reconcile them.
+      `--endpoint-reconciler-type=none`,
       `--service-cluster-ip-range=10.0.0.0/24`,
       `--allow-privileged=true`,
       // As envtest: no controller-manager creates the default ServiceAccount, so don't require it.
@@ -613,7 +621,8 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeEnv> {
           return r.status === 200;
         });
       } catch (e) {
-        throw new Error(`${(e as Error).message}\nlast /readyz?verbose:\n${lastReadyz}`, { cause: e });
+        const readyz = lastReadyz ? `\nlast /readyz?verbose:\n${lastReadyz}` : '';
+        throw new Error(`${(e as Error).message}${readyz}`, { cause: e });
       }
     };
 

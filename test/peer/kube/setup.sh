@@ -67,7 +67,7 @@ if ! (cd "$mod" && GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false" \
   cat "$buildlog" >&2
   die "build of kube-apiserver/etcd failed (exact error above)"
 fi
-[[ -s "$buildlog" ]] && cat "$buildlog" >&2
+grep -v "^go: downloading " "$buildlog" >&2 || true
 for b in kube-apiserver etcd; do
   [[ -x "$tmp/bin/$b" ]] || die "go build produced no $b binary in $tmp/bin"
 done
