@@ -5,7 +5,6 @@
  * be done now and prints every object with its status.
  */
 import { hostname } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { createLogger } from '../controller/log.ts';
@@ -59,17 +58,24 @@ export async function runCommand(args: string[], io: CommandIO): Promise<number>
     return runForever(store, log, { concurrency, metricsAddress: values['metrics-bind-address'] ?? '0', probeAddress: values['health-probe-bind-address'] ?? '0' });
   }
 
-  const kube = await loadKube();
-  const kubeConfig = kube.loadKubeConfig(values.kubeconfig);
-  const store: ObjectStore = new kube.KubeStore(kubeConfig, log, { ...(values.namespace ? { namespace: values.namespace } : {}), fieldManager: 'vmmem' });
+  // Loaded on demand: standalone mode never needs the Kubernetes client.
+  const [{ loadKubeConfig }, { KubeStore }, { LeaderElector }] = await Promise.all([
+    import('../kube/config.ts'),
+    import('../kube/store.ts'),
+    import('../kube/leader.ts'),
+  ]);
+  const loaded = loadKubeConfig(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+  const kubeConfig = loaded.kubeConfig;
+  log.info({ source: loaded.source, from: loaded.from, namespace: values.namespace ?? 'all namespaces' }, 'connecting to Kubernetes');
+  const store: ObjectStore = new KubeStore(kubeConfig, log, { ...(values.namespace ? { namespace: values.namespace } : {}), fieldManager: 'vmmem' });
   return runForever(store, log, {
     concurrency,
     metricsAddress: values['metrics-bind-address'] ?? ':8080',
     probeAddress: values['health-probe-bind-address'] ?? ':8081',
     ...(values['leader-elect']
       ? {
-          leader: new kube.LeaderElector(kubeConfig, {
-            namespace: values['leader-election-namespace'] ?? process.env.POD_NAMESPACE ?? 'vmmem-system',
+          leader: new LeaderElector(kubeConfig, {
+            namespace: values['leader-election-namespace'] ?? process.env.POD_NAMESPACE ?? loaded.namespace ?? 'vmmem-system',
             name: values['leader-election-id'] ?? 'vmmem-leader',
             identity: `${process.env.POD_NAME ?? hostname()}-${Math.random().toString(36).slice(2, 8)}`,
             logger: log,
@@ -82,22 +88,6 @@ export async function runCommand(args: string[], io: CommandIO): Promise<number>
 interface LeaderLike {
   run(callbacks: { onStartedLeading(signal: AbortSignal): void; onStoppedLeading(): void }): Promise<void>;
   release(): Promise<void>;
-}
-
-interface KubeModule {
-  loadKubeConfig(path?: string): KubeConfig;
-  KubeStore: new (kc: KubeConfig, log: Logger, opts: { namespace?: string; fieldManager: string }) => ObjectStore;
-  LeaderElector: new (kc: KubeConfig, opts: { namespace: string; name: string; identity: string; logger: Logger }) => LeaderLike;
-}
-
-const KUBE_CONFIG = '../kube/config.ts';
-const KUBE_STORE = '../kube/store.ts';
-const KUBE_LEADER = '../kube/leader.ts';
-
-async function loadKube(): Promise<KubeModule> {
-  // Loaded on demand: standalone mode never needs the Kubernetes client.
-  const [config, store, leader] = await Promise.all([import(KUBE_CONFIG), import(KUBE_STORE), import(KUBE_LEADER)]);
-  return { ...config, ...store, ...leader } as unknown as KubeModule;
 }
 
 async function runOnce(store: ManifestStore, log: Logger, output: 'yaml' | 'json', io: CommandIO): Promise<number> {
