@@ -1,0 +1,350 @@
+// deploy/ on a real kube-apiserver + etcd (test/env/kube.ts):
+//  - deploy/crds is byte-for-byte crds/ (kustomize cannot reach outside deploy/, so they are copies);
+//  - every object `kubectl kustomize` renders for deploy/, deploy/base and each overlay is accepted
+//    by `kubectl apply --server-side --dry-run=server` (the namespaces, and for
+//    overlays/servicemonitor a minimal ServiceMonitor CRD, are created for real first: see below);
+//  - the CRDs are accepted, install for real, and the examples validate against them;
+//  - the operator's pod satisfies Pod Security "restricted" (admission, not a lint), and the
+//    Deployment/Service/PDB/ServiceMonitor wiring is consistent (ports, labels, args);
+//  - deploy/argocd/argocd-cm-patch.yaml merges into an existing argocd-cm with server-side apply.
+//
+// ServiceMonitor: the Prometheus Operator's CRD is not part of this cluster. The test installs a
+// minimal monitoring.coreos.com/v1 ServiceMonitor CRD whose schema declares the fields vmmem's
+// ServiceMonitor uses, typed as upstream (endpoints[].port/path string, scheme enum http|https,
+// interval/scrapeTimeout duration pattern, selector, namespaceSelector) and nothing else, so the
+// server-side dry-run (strict field validation) rejects a misspelt or mistyped field.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { startKube, type KubeEnv } from '../../env/kube.ts';
+import {
+  DEPLOY_DIR,
+  KUBE_APISERVER_ARGS,
+  REPO_ROOT,
+  applyObjects,
+  ensureNamespaces,
+  kubectl,
+  renderKustomization,
+  toYaml,
+  type KubeObject,
+} from './rbac-helper.ts';
+
+const KUSTOMIZATIONS = ['.', 'base', 'overlays/single-namespace', 'overlays/ha', 'overlays/servicemonitor', 'overlays/cluster-secrets'];
+const DURATION = '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$';
+
+const SERVICE_MONITOR_CRD = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'servicemonitors.monitoring.coreos.com' },
+  spec: {
+    group: 'monitoring.coreos.com',
+    scope: 'Namespaced',
+    names: { kind: 'ServiceMonitor', listKind: 'ServiceMonitorList', plural: 'servicemonitors', singular: 'servicemonitor' },
+    versions: [
+      {
+        name: 'v1',
+        served: true,
+        storage: true,
+        schema: {
+          openAPIV3Schema: {
+            type: 'object',
+            properties: {
+              apiVersion: { type: 'string' },
+              kind: { type: 'string' },
+              metadata: { type: 'object' },
+              spec: {
+                type: 'object',
+                required: ['selector'],
+                properties: {
+                  selector: {
+                    type: 'object',
+                    properties: {
+                      matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
+                      matchExpressions: {
+                        type: 'array',
+                        items: { type: 'object', required: ['key', 'operator'], properties: { key: { type: 'string' }, operator: { type: 'string' }, values: { type: 'array', items: { type: 'string' } } } },
+                      },
+                    },
+                  },
+                  namespaceSelector: { type: 'object', properties: { any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } } },
+                  endpoints: {
+                    type: 'array',
+                    items: {
+                      type: 'object',
+                      properties: {
+                        port: { type: 'string' },
+                        path: { type: 'string' },
+                        scheme: { type: 'string', enum: ['http', 'https'] },
+                        interval: { type: 'string', pattern: DURATION },
+                        scrapeTimeout: { type: 'string', pattern: DURATION },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    ],
+  },
+};
+
+type Obj = KubeObject & { spec?: Record<string, unknown> };
+
+interface Container {
+  name: string;
+  image: string;
+  args: string[];
+  ports: { name: string; containerPort: number }[];
+  livenessProbe: { httpGet: { path: string; port: string | number } };
+  readinessProbe: { httpGet: { path: string; port: string | number } };
+  resources: { requests?: Record<string, string>; limits?: Record<string, string> };
+  securityContext: Record<string, unknown> & { capabilities?: { drop?: string[]; add?: string[] }; seccompProfile?: { type: string } };
+  volumeMounts: { name: string; mountPath: string }[];
+}
+interface PodSpec {
+  serviceAccountName: string;
+  securityContext: Record<string, unknown> & { seccompProfile?: { type: string } };
+  containers: Container[];
+  volumes: { name: string; emptyDir?: Record<string, unknown> }[];
+  affinity?: { podAntiAffinity?: { preferredDuringSchedulingIgnoredDuringExecution?: { podAffinityTerm: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } } }[] } };
+}
+interface DeploymentSpec {
+  replicas: number;
+  strategy: { type: string; rollingUpdate?: { maxUnavailable?: number | string } };
+  selector: { matchLabels: Record<string, string> };
+  template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
+}
+
+const find = (objs: Obj[], kind: string, name: string, namespace?: string) =>
+  objs.find((o) => o.kind === kind && o.metadata.name === name && (namespace === undefined || o.metadata.namespace === namespace));
+const must = (objs: Obj[], kind: string, name: string, namespace?: string): Obj => {
+  const o = find(objs, kind, name, namespace);
+  assert.ok(o, `${kind} ${namespace ? namespace + '/' : ''}${name} is rendered`);
+  return o;
+};
+const deploymentOf = (objs: Obj[]) => must(objs, 'Deployment', 'vmmem', 'vmmem-system').spec as unknown as DeploymentSpec;
+const selects = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+void describe('deploy/ (kustomize) on a real API server', () => {
+  let env: KubeEnv;
+  const rendered = new Map<string, Obj[]>();
+
+  const dryRun = async (objects: Obj[]) => {
+    const r = await kubectl(
+      ['apply', '--kubeconfig', env.kubeconfigPath, '--server-side', '--dry-run=server', '--field-manager=vmmem-deploy-test', '-f', '-'],
+      toYaml(objects),
+    );
+    return r;
+  };
+
+  before(async () => {
+    const t0 = Date.now();
+    env = await startKube({ apiServerArgs: KUBE_APISERVER_ARGS });
+    for (const k of KUSTOMIZATIONS) rendered.set(k, (await renderKustomization(k)).objects);
+    // Namespaced objects need their namespace to exist, also for a dry-run: create the base's
+    // Namespace for real (with its Pod Security labels), the example namespace `vms` and, for the
+    // ServiceMonitor overlay, the minimal ServiceMonitor CRD.
+    await applyObjects(env, rendered.get('base')!.filter((o) => o.kind === 'Namespace'));
+    await ensureNamespaces(env, ['vms']);
+    const dir = join(env.dir, 'servicemonitor-crd');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'crd.json'), JSON.stringify(SERVICE_MONITOR_CRD));
+    await env.installCrds(dir);
+    console.log(`# kube-apiserver ${env.binaries.kubernetesVersion} up, ${KUSTOMIZATIONS.length} kustomizations rendered in ${Date.now() - t0} ms`);
+  });
+
+  after(async () => {
+    await env?.stop();
+  });
+
+  void it('deploy/crds holds exactly the generated crds/ (bash deploy/sync-crds.sh refreshes it)', async () => {
+    const generated = readdirSync(join(REPO_ROOT, 'crds')).filter((f) => f.endsWith('.yaml')).sort();
+    const copied = readdirSync(join(DEPLOY_DIR, 'crds')).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+    assert.deepEqual(copied, generated, 'same files');
+    for (const f of generated) {
+      assert.equal(readFileSync(join(DEPLOY_DIR, 'crds', f), 'utf8'), readFileSync(join(REPO_ROOT, 'crds', f), 'utf8'), `deploy/crds/${f} differs from crds/${f}: run bash deploy/sync-crds.sh`);
+    }
+    const kz = (await renderKustomization('crds')).objects;
+    assert.deepEqual(kz.map((o) => o.metadata.name).sort(), generated.map((f) => {
+      const doc = parseAllDocuments(readFileSync(join(REPO_ROOT, 'crds', f), 'utf8'))[0]!.toJS() as Obj;
+      return doc.metadata.name;
+    }).sort(), 'deploy/crds/kustomization.yaml lists every CRD');
+    // What the base renders is the generated CRD plus the base's labels, nothing else.
+    for (const f of generated) {
+      const want = parseAllDocuments(readFileSync(join(REPO_ROOT, 'crds', f), 'utf8'))[0]!.toJS() as Obj;
+      const got = structuredClone(must(rendered.get('base')!, 'CustomResourceDefinition', want.metadata.name));
+      delete got.metadata.labels;
+      assert.deepEqual(got, want, `rendered ${want.metadata.name}`);
+    }
+  });
+
+  for (const k of KUSTOMIZATIONS) {
+    void it(`${k === '.' ? 'deploy/' : `deploy/${k}`}: every object but the CRDs passes server-side dry-run`, async () => {
+      const objs = rendered.get(k)!.filter((o) => o.kind !== 'CustomResourceDefinition');
+      const r = await dryRun(objs);
+      assert.equal(r.code, 0, `kubectl apply --dry-run=server failed:\n${r.stderr}\n${r.stdout}`);
+      const lines = r.stdout.trim().split('\n');
+      assert.equal(lines.length, objs.length, r.stdout);
+      assert.ok(lines.every((l) => l.endsWith('(server dry run)')), r.stdout);
+    });
+  }
+
+  void it('the CRDs pass server-side dry-run, install for real, and the examples validate against them', async () => {
+    const crds = rendered.get('base')!.filter((o) => o.kind === 'CustomResourceDefinition');
+    assert.equal(crds.length, 2);
+    const r = await dryRun(crds);
+    assert.equal(r.code, 0, `the API server refuses the CRDs:\n${r.stderr}\n${r.stdout}`);
+    await applyObjects(env, crds);
+    await env.installCrds(join(DEPLOY_DIR, 'crds')); // waits until Established and served
+    const examples = readdirSync(join(REPO_ROOT, 'examples', 'hypervisors')).map((f) => join(REPO_ROOT, 'examples', 'hypervisors', f));
+    const ex = await kubectl(['apply', '--kubeconfig', env.kubeconfigPath, '--server-side', '--dry-run=server', ...examples.flatMap((f) => ['-f', f])]);
+    assert.equal(ex.code, 0, `examples/hypervisors against the deployed CRDs:\n${ex.stderr}\n${ex.stdout}`);
+    // And the CEL rules are live: memory above maxMemory is refused at apply time.
+    const bad = await kubectl(
+      ['apply', '--kubeconfig', env.kubeconfigPath, '--server-side', '--dry-run=server', '-f', '-'],
+      'apiVersion: vmmem.io/v1alpha1\nkind: VirtualMachineMemory\nmetadata: {name: bad, namespace: vms}\nspec:\n  hypervisorRef: {name: h}\n  vm: {name: bad}\n  maxMemory: 4Gi\n  memory: 8Gi\n',
+    );
+    assert.notEqual(bad.code, 0, 'memory > maxMemory accepted');
+  });
+
+  void it('the operator pod passes Pod Security "restricted" admission in vmmem-system (and a sloppy one does not)', async () => {
+    const ns = (rendered.get('base')!.find((o) => o.kind === 'Namespace')!.metadata.labels ?? {}) as Record<string, string>;
+    assert.equal(ns['pod-security.kubernetes.io/enforce'], 'restricted');
+    for (const k of ['base', 'overlays/ha', 'overlays/single-namespace']) {
+      const d = deploymentOf(rendered.get(k)!);
+      const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'vmmem-psa', namespace: 'vmmem-system', labels: d.template.metadata.labels }, spec: d.template.spec };
+      const ok = await env.request('POST', '/api/v1/namespaces/vmmem-system/pods?dryRun=All', pod);
+      assert.equal(ok.status, 201, `${k}: ${ok.body}`);
+    }
+    // Control: the admission plugin is really enforcing.
+    const sloppy = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'sloppy', namespace: 'vmmem-system' }, spec: { containers: [{ name: 'c', image: 'busybox' }] } };
+    const no = await env.request('POST', '/api/v1/namespaces/vmmem-system/pods?dryRun=All', sloppy);
+    assert.equal(no.status, 403, no.body);
+    assert.match((JSON.parse(no.body) as { message: string }).message, /violates PodSecurity "restricted/);
+  });
+
+  void it('base: one hardened replica with probes, resources, a writable /tmp, and a metrics Service', () => {
+    const objs = rendered.get('base')!;
+    const d = deploymentOf(objs);
+    assert.equal(d.replicas, 1);
+    assert.equal(d.strategy.type, 'Recreate', 'never two unelected operators at once');
+    assert.ok(selects(d.selector.matchLabels, d.template.metadata.labels));
+    const pod = d.template.spec;
+    assert.equal(pod.serviceAccountName, 'vmmem');
+    must(objs, 'ServiceAccount', 'vmmem', 'vmmem-system');
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.securityContext.seccompProfile?.type, 'RuntimeDefault');
+    assert.equal(pod.containers.length, 1);
+    const c = pod.containers[0]!;
+    assert.equal(c.image, 'ghcr.io/vmmem/vmmem:v0.1.0');
+    assert.equal(c.args[0], 'run');
+    assert.ok(c.args.includes('--metrics-bind-address=:8080') && c.args.includes('--health-probe-bind-address=:8081'), c.args.join(' '));
+    assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(c.securityContext.runAsNonRoot, true);
+    assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'] });
+    assert.equal(c.securityContext.seccompProfile?.type, 'RuntimeDefault');
+    const port = (p: string | number) => (typeof p === 'number' ? p : c.ports.find((x) => x.name === p)?.containerPort);
+    assert.equal(c.livenessProbe.httpGet.path, '/healthz');
+    assert.equal(port(c.livenessProbe.httpGet.port), 8081);
+    assert.equal(c.readinessProbe.httpGet.path, '/readyz');
+    assert.equal(port(c.readinessProbe.httpGet.port), 8081);
+    for (const r of ['cpu', 'memory']) {
+      assert.ok(c.resources.requests?.[r], `requests.${r}`);
+      assert.ok(c.resources.limits?.[r], `limits.${r}`);
+    }
+    const tmp = c.volumeMounts.find((m) => m.mountPath === '/tmp');
+    assert.ok(tmp, '/tmp is mounted');
+    assert.ok(pod.volumes.find((v) => v.name === tmp.name)?.emptyDir, '/tmp is an emptyDir');
+    const svc = must(objs, 'Service', 'vmmem-metrics', 'vmmem-system').spec as { selector: Record<string, string>; ports: { name: string; port: number; targetPort: string | number }[] };
+    assert.ok(selects(svc.selector, d.template.metadata.labels), 'the Service selects the operator pod');
+    assert.equal(port(svc.ports[0]!.targetPort), 8080);
+    assert.equal(svc.ports[0]!.name, 'metrics');
+  });
+
+  void it('base RBAC: no wildcard, no write on the main resources, Secrets only through Roles in listed namespaces', () => {
+    const objs = rendered.get('base')!;
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+    const roles = objs.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole') as (Obj & { rules: Rule[] })[];
+    for (const r of roles) {
+      for (const rule of r.rules) {
+        for (const f of [...rule.apiGroups, ...rule.resources, ...rule.verbs]) assert.notEqual(f, '*', `${r.kind} ${r.metadata.name}: wildcard`);
+        if (rule.resources.some((x) => x === 'virtualmachinememories' || x === 'hypervisors')) assert.deepEqual([...rule.verbs].sort(), ['get', 'list', 'watch']);
+        if (rule.resources.includes('secrets')) {
+          assert.equal(r.kind, 'Role', 'Secrets only through namespaced Roles in the base');
+          assert.deepEqual(rule.verbs, ['get']);
+        }
+      }
+    }
+    const leases = must(objs, 'Role', 'vmmem-leader-election', 'vmmem-system') as Obj & { rules: Rule[] };
+    assert.ok(leases.rules.every((r) => r.resources.join() === 'leases' && r.apiGroups.join() === 'coordination.k8s.io'));
+    assert.ok(must(objs, 'Role', 'vmmem-secrets', 'vms'));
+    const bindings = objs.filter((o) => o.kind.endsWith('Binding')) as (Obj & { subjects: { kind: string; name: string; namespace: string }[] })[];
+    for (const b of bindings) assert.deepEqual(b.subjects, [{ kind: 'ServiceAccount', name: 'vmmem', namespace: 'vmmem-system' }], `${b.kind} ${b.metadata.name}`);
+  });
+
+  void it('overlays/single-namespace: Role-only, --namespace=vms', () => {
+    const objs = rendered.get('overlays/single-namespace')!;
+    assert.deepEqual(objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding').map((o) => o.metadata.name), []);
+    must(objs, 'Role', 'vmmem', 'vms');
+    must(objs, 'RoleBinding', 'vmmem', 'vms');
+    assert.ok(deploymentOf(objs).template.spec.containers[0]!.args.includes('--namespace=vms'));
+  });
+
+  void it('overlays/ha: 2 replicas, leader election, PDB minAvailable 1, anti-affinity, rolling updates', () => {
+    const objs = rendered.get('overlays/ha')!;
+    const d = deploymentOf(objs);
+    assert.equal(d.replicas, 2);
+    assert.equal(d.strategy.type, 'RollingUpdate');
+    assert.equal(d.strategy.rollingUpdate?.maxUnavailable, 0);
+    const args = d.template.spec.containers[0]!.args;
+    assert.ok(args.includes('--leader-elect'), args.join(' '));
+    assert.ok(args.includes('--leader-election-namespace=$(POD_NAMESPACE)'), args.join(' '));
+    const pdb = must(objs, 'PodDisruptionBudget', 'vmmem', 'vmmem-system').spec as { minAvailable: number; selector: { matchLabels: Record<string, string> } };
+    assert.equal(pdb.minAvailable, 1);
+    assert.ok(selects(pdb.selector.matchLabels, d.template.metadata.labels), 'the PDB selects the operator pods');
+    const term = d.template.spec.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution?.[0]?.podAffinityTerm;
+    assert.equal(term?.topologyKey, 'kubernetes.io/hostname');
+    assert.ok(selects(term.labelSelector.matchLabels, d.template.metadata.labels));
+  });
+
+  void it('overlays/servicemonitor: scrapes the metrics Service by its labels and port name', () => {
+    const objs = rendered.get('overlays/servicemonitor')!;
+    const sm = must(objs, 'ServiceMonitor', 'vmmem', 'vmmem-system').spec as { selector: { matchLabels: Record<string, string> }; namespaceSelector: { matchNames: string[] }; endpoints: { port: string; path: string }[] };
+    const svc = must(objs, 'Service', 'vmmem-metrics', 'vmmem-system') as Obj & { spec: { ports: { name: string }[] } };
+    assert.ok(selects(sm.selector.matchLabels, svc.metadata.labels ?? {}), 'the ServiceMonitor selects vmmem-metrics');
+    assert.deepEqual(sm.namespaceSelector.matchNames, ['vmmem-system']);
+    assert.ok(svc.spec.ports.some((p) => p.name === sm.endpoints[0]!.port));
+    assert.equal(sm.endpoints[0]!.path, '/metrics');
+  });
+
+  void it('overlays/cluster-secrets: a ClusterRole with get on Secrets replaces the per-namespace Role', () => {
+    const objs = rendered.get('overlays/cluster-secrets')!;
+    const cr = must(objs, 'ClusterRole', 'vmmem-secrets') as Obj & { rules: unknown };
+    assert.deepEqual(cr.rules, [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }]);
+    must(objs, 'ClusterRoleBinding', 'vmmem-secrets');
+    assert.equal(find(objs, 'Role', 'vmmem-secrets', 'vms'), undefined);
+    // The base itself grants nothing cluster-wide on Secrets.
+    assert.equal(find(rendered.get('base')!, 'ClusterRole', 'vmmem-secrets'), undefined);
+  });
+
+  void it('deploy/argocd/argocd-cm-patch.yaml merges into an existing argocd-cm by server-side apply', async () => {
+    await ensureNamespaces(env, ['argocd']);
+    // argocd-cm as an Argo CD install leaves it (another field manager, other keys).
+    const existing = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'argocd-cm', namespace: 'argocd' }, data: { url: 'https://argocd.example.com', 'resource.customizations.health.apps_Deployment': 'hs = {}\nreturn hs\n' } };
+    const created = await env.request('POST', '/api/v1/namespaces/argocd/configmaps?fieldManager=argocd-install', existing);
+    assert.equal(created.status, 201, created.body);
+    const r = await kubectl(['apply', '--kubeconfig', env.kubeconfigPath, '--server-side', '--field-manager=vmmem-health', '-f', join(DEPLOY_DIR, 'argocd', 'argocd-cm-patch.yaml')]);
+    assert.equal(r.code, 0, r.stderr);
+    const cm = JSON.parse((await env.request('GET', '/api/v1/namespaces/argocd/configmaps/argocd-cm')).body) as { data: Record<string, string> };
+    const script = readFileSync(join(DEPLOY_DIR, 'argocd', 'health.lua'), 'utf8');
+    assert.equal(cm.data.url, existing.data.url, 'existing keys stay');
+    assert.equal(cm.data['resource.customizations.health.apps_Deployment'], existing.data['resource.customizations.health.apps_Deployment']);
+    assert.equal(cm.data['resource.customizations.health.vmmem.io_VirtualMachineMemory'], script);
+    assert.equal(cm.data['resource.customizations.health.vmmem.io_Hypervisor'], script);
+  });
+});
