@@ -19,6 +19,9 @@ if [[ -x "$bin/vcsim" && -x "$bin/govc" && -f "$dir/.complete" ]]; then
   exit 0
 fi
 
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
 command -v go >/dev/null 2>&1 || die "Go toolchain not found on PATH (needed to build vcsim $version)"
 
 mkdir -p "$bin"
