@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { initialStatus, statusForFailure, statusForOutcome, type BalloonState } from '../../src/controller/status.ts';
+import type { ObservedVM, Plan, Verdict } from '../../src/model/memory.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const HEALTH_LUA = join(ROOT, 'deploy', 'argocd', 'health.lua');
@@ -383,6 +385,62 @@ function expected(c: Combo): Health['status'] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Statuses as the controller itself phrases them (src/controller/status.ts), not hand-written
+// ---------------------------------------------------------------------------------------------
+
+const GiB = 1024n ** 3n;
+const observedVM: ObservedVM = {
+  name: 'web-01',
+  uuid: '5a2c0e9e-0000-4000-8000-000000000001',
+  type: 'qemu',
+  powerState: 'Running',
+  persistent: true,
+  live: { maxMemory: 8n * GiB, memory: 6n * GiB },
+  config: { maxMemory: 8n * GiB, memory: 6n * GiB },
+  balloon: { device: 'present', actual: 6n * GiB },
+  numa: false,
+};
+const verdict = (field: Verdict['field'], kind: Verdict['kind'], desired: bigint, reason: string, message: string): Verdict => ({ field, kind, desired, reason, message });
+const APPLIED = [verdict('maxMemory', 'Applied', 8n * GiB, 'Applied', 'maxMemory 8Gi: Applied'), verdict('memory', 'Applied', 6n * GiB, 'Applied', 'memory 6Gi: Applied')];
+const plan = (verdicts: Verdict[]): Plan => ({ steps: [], verdicts, roundings: [] });
+const settled: BalloonState = { state: 'settled' };
+const T = '2026-11-27T02:00:00Z';
+const outcome = (verdicts: Verdict[], balloon: BalloonState = settled) => statusForOutcome(initialStatus(3, T), 3, { observed: observedVM, plan: plan(verdicts), balloon }, T);
+const restartStatus = outcome([verdict('maxMemory', 'RestartRequired', 16n * GiB, 'RestartRequired', 'maxMemory 8Gi -> 16Gi: RestartRequired: QEMU cannot resize RAM live'), APPLIED[1]!]);
+
+const CONTROLLER_CASES: { name: string; status: unknown; generation?: number; want: Health['status']; message?: RegExp }[] = [
+  { name: 'initialStatus (first sight)', status: initialStatus(3, T), want: 'Progressing', message: /FirstObservation/ },
+  { name: 'converged', status: outcome(APPLIED), want: 'Healthy', message: /^Converged: in effect: maxMemory 8Gi, memory 6Gi$/ },
+  { name: 'maxMemory waits for a restart', status: restartStatus, want: 'Progressing', message: /maxMemory=16Gi \(RestartRequired\)/ },
+  {
+    name: 'ESX maxMemory awaiting power-off',
+    status: outcome([verdict('maxMemory', 'AwaitingPowerOff', 12n * GiB, 'AwaitingPowerOff', 'maxMemory 8Gi -> 12Gi: AwaitingPowerOff: hot-add disabled'), APPLIED[1]!]),
+    want: 'Progressing',
+    message: /maxMemory=12Gi \(AwaitingPowerOff\)/,
+  },
+  {
+    name: 'reservation unsupported on QEMU',
+    status: outcome([...APPLIED, verdict('reservation', 'Unsupported', 2n * GiB, 'Unsupported', 'reservation 2Gi: Unsupported: QEMU/KVM (libvirt): min_guarantee is not supported')]),
+    want: 'Degraded',
+    message: /^reservation 2Gi: Unsupported/,
+  },
+  {
+    name: 'unsafe limit',
+    status: outcome([...APPLIED, verdict('limit', 'Unsafe', 8n * GiB, 'UnsafeLimit', 'limit 8Gi: UnsafeLimit: below maxMemory + 512Mi')]),
+    want: 'Degraded',
+    message: /UnsafeLimit/,
+  },
+  { name: 'balloon settling', status: outcome(APPLIED, { state: 'settling', target: 6n * GiB, actual: 7n * GiB, sinceMs: 0 }), want: 'Progressing', message: /^BalloonInflating: / },
+  { name: 'balloon unresponsive', status: outcome(APPLIED, { state: 'unresponsive', target: 6n * GiB, actual: 7n * GiB, waitedMs: 120_000 }), want: 'Degraded', message: /balloon did not reach 6Gi/ },
+  { name: 'hypervisor unreachable (retrying)', status: statusForFailure(outcome(APPLIED), 3, { reason: 'HypervisorUnreachable', message: 'connect ECONNREFUSED', stalled: false }, T), want: 'Progressing', message: /^HypervisorUnreachable: retrying/ },
+  { name: 'VM not found (retrying)', status: statusForFailure(initialStatus(3, T), 3, { reason: 'VMNotFound', message: 'web-01 not found', stalled: false }, T), want: 'Progressing', message: /VMNotFound/ },
+  { name: 'conflict', status: statusForFailure(initialStatus(3, T), 3, { reason: 'Conflict', message: 'VirtualMachineMemory "old" already manages this VM', stalled: true }, T), want: 'Degraded', message: /already manages/ },
+  { name: 'invalid spec', status: statusForFailure(initialStatus(3, T), 3, { reason: 'InvalidSpec', message: 'spec.memory: must not exceed maxMemory', stalled: true }, T), want: 'Degraded', message: /spec.memory/ },
+  { name: 'unreachable while a restart is pending', status: statusForFailure(restartStatus, 3, { reason: 'HypervisorUnreachable', message: 'timeout', stalled: false }, T), want: 'Progressing' },
+  { name: 'converged, then the spec changed', status: outcome(APPLIED), generation: 4, want: 'Progressing', message: /generation 4/ },
+];
+
+// ---------------------------------------------------------------------------------------------
 
 void describe('deploy/argocd/health.lua', () => {
   for (const lua of INTERPRETERS) {
@@ -419,6 +477,16 @@ void describe('deploy/argocd/health.lua', () => {
       });
     });
   }
+
+  void it('judges the statuses src/controller/status.ts writes as documented', () => {
+    for (const lua of INTERPRETERS) {
+      const results = health(lua, CONTROLLER_CASES.map((c) => vmm(c.status as Record<string, unknown>, c.generation ?? 3)));
+      CONTROLLER_CASES.forEach((c, i) => {
+        assert.equal(results[i]!.status, c.want, `${lua}: ${c.name}: ${results[i]!.message}\nstatus: ${JSON.stringify(c.status)}`);
+        if (c.message) assert.match(results[i]!.message, c.message, `${lua}: ${c.name}`);
+      });
+    }
+  });
 
   void it('argocd-cm-patch.yaml installs exactly health.lua for both kinds (regenerate: bash deploy/argocd/sync-cm-patch.sh)', () => {
     const script = readFileSync(HEALTH_LUA, 'utf8');
