@@ -182,9 +182,13 @@ const test: Profile = {
   worlds: 'dual',
   memoryVia: 'balloon',
   fields: {
-    // Live maxMemory refused; config accepted.
-    maxMemory: libvirtLiveAndConfig({ live: false }),
-    memory: libvirtLiveAndConfig({ liveNeedsBalloon: true }),
+    // testDomainSetMemoryFlags(MEM_MAXIMUM): live refused ("cannot resize the maximum memory on
+    // an active domain"); config accepted, except on a domain with NUMA cells ("initial memory
+    // size of a domain with NUMA nodes cannot be modified with this API"), as in QEMU.
+    maxMemory: libvirtLiveAndConfig({ live: false, refusedWithNuma: true }),
+    // Balloon target, live and config. testDomainSetMemoryFlags only checks memory <= max: it
+    // never looks at def->memballoon, so memballoon model='none' does not block a live change.
+    memory: libvirtLiveAndConfig(),
     reservation: unsupported(MIN_GUARANTEE_REJECTED, KiB),
     // testDomainSetMemoryParameters accepts hard_limit live and config (no real process: no margin rule).
     limit: libvirtLiveAndConfig(),

@@ -221,6 +221,24 @@ function resolveWorld(
   pairs: readonly (readonly [Field, Field])[],
   margin: MarginRule | undefined,
 ): WorldPlan {
+  const conflictsWithUnmanaged = (moved: Field, stuck: Field): Block => ({
+    kind: 'Invalid',
+    reason: 'ConflictsWithUnmanagedField',
+    why:
+      `${stuck} is not managed by this object and holds ${formatValue(observed[stuck])} in ${world}; ` +
+      `declare ${stuck} too, or choose a ${moved} that fits it`,
+  });
+  // A value that only waits (restart, power-off) but conflicts with an unmanaged knob would
+  // still conflict once the wait is over: it is Invalid now, as it will be then, and the
+  // verdict must not promise what the restart or power-off cannot deliver.
+  for (const [lo, hi] of pairs) {
+    for (const [mine, other] of [[lo, hi], [hi, lo]] as const) {
+      const b = blocks[mine];
+      if (!(mine in want) || other in want || !b || (b.kind !== 'RestartRequired' && b.kind !== 'AwaitingPowerOff')) continue;
+      const fits = mine === lo ? atMost(want[lo], observed[hi]) : atMost(observed[lo], want[hi]);
+      if (!fits) blocks[mine] = conflictsWithUnmanaged(mine, other);
+    }
+  }
   const target: Knobs = { ...observed };
   for (const f of FIELDS) {
     if (f in want && !blocks[f]) target[f] = want[f];
@@ -234,13 +252,7 @@ function resolveWorld(
         why: `it needs ${stuck} ${formatValue(want[stuck])} ${bound}, which is not in effect (${b.why})`,
       };
     }
-    return {
-      kind: 'Invalid',
-      reason: 'ConflictsWithUnmanagedField',
-      why:
-        `${stuck} is not managed by this object and holds ${formatValue(observed[stuck])} in ${world}; ` +
-        `declare ${stuck} too, or choose a ${moved} that fits it`,
-    };
+    return conflictsWithUnmanaged(moved, stuck);
   };
   for (let round = 0; round < 8; round++) {
     let changed = false;
@@ -337,6 +349,36 @@ function appliedText(field: Field, steps: readonly Step[], single = false): stri
 // ---------------------------------------------------------------------------
 // Dual-world profiles (libvirt: qemu, xen, test)
 
+/**
+ * The largest guest RAM (maxMemory) a memtune hard_limit has to cover once the
+ * plan is applied: per world, what that world keeps plus what the plan sets in
+ * it. `settable`: maxMemory has no field-level block (NUMA, unsupported).
+ * Live: the running guest keeps its boot-time RAM map (a live raise, Xen-style,
+ * only adds to it). Config: the desired value replaces the observed one when
+ * the config can take it; otherwise the observed one stays for the next boot.
+ */
+function guestMemoryInEffect(
+  desiredMax: bigint,
+  live: WorldValues | undefined,
+  config: WorldValues | undefined,
+  settable: boolean,
+  profile: Profile,
+): bigint {
+  const cap = profile.fields.maxMemory;
+  let guest = 0n;
+  const count = (v: bigint): void => {
+    if (v > guest) guest = v;
+  };
+  if (live) {
+    count(live.maxMemory);
+    if (settable && cap.live) count(desiredMax);
+  }
+  if (config) count(settable && cap.config ? desiredMax : config.maxMemory);
+  // Neither world is known: nothing is written, but stay on the safe side.
+  if (!live && !config) count(desiredMax);
+  return guest;
+}
+
 function planDual(
   d: Effective,
   desired: DesiredMemory,
@@ -366,9 +408,12 @@ function planDual(
     }
   }
   if (margin && typeof d.limit === 'bigint' && !fieldBlock.limit) {
-    // The hard_limit caps the running QEMU process (live maxMemory) and the next boot's (desired maxMemory).
-    let guest = d.maxMemory;
-    if (live && live.maxMemory > guest) guest = live.maxMemory;
+    // The hard_limit is written to every world, so it must cover the guest RAM that will be in
+    // effect in each: the running QEMU process keeps its live maxMemory until it restarts, and the
+    // next boot uses the config maxMemory, which is the desired one only if this plan can set it
+    // (not on a NUMA domain, not without a config). Count what stays and what is set, never
+    // merely what is desired.
+    const guest = guestMemoryInEffect(d.maxMemory, live, config, fieldBlock.maxMemory === undefined, profile);
     if (d.limit < guest + margin.margin) {
       fieldBlock.limit = {
         kind: 'Unsafe',

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { applyStepsToObserved, checkInvariants, plan, StepRefused } from '../../src/planner/plan.ts';
 import { PROFILES, profileFor } from '../../src/model/profiles.ts';
 import type { DesiredMemory, HypervisorType, ObservedVM, Plan, Step, Verdict, WorldValues } from '../../src/model/memory.ts';
+import { SimHost } from '../../src/drivers/sim/index.ts';
 
 const MiB = 1024n * 1024n;
 const g = (n: number) => BigInt(Math.round(n * 1024)) * MiB;
@@ -420,5 +421,111 @@ describe('DESIGN §3 rules', () => {
   test('message names field, both values and the reason', () => {
     const p = plan({ maxMemory: g(16), memory: g(8) }, vm('qemu'), PROFILES.qemu);
     assert.ok(v(p, 'maxMemory').message.startsWith('maxMemory: desired 16Gi, observed 8Gi: RestartRequired: '));
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Gaps found by the planner × sim cross-check (test/unit/sim-planner.test.ts), one focused case each.
+
+describe('sim cross-check fixes', () => {
+  test('test driver: a domain with NUMA cells refuses maxMemory (testDomainSetMemoryFlags): Unsupported, says NUMA', () => {
+    for (const powerState of ['Running', 'ShutOff'] as const) {
+      const o = vm('test', { numa: true, powerState });
+      const p = plan({ maxMemory: g(16), memory: g(6) }, o, PROFILES.test);
+      assert.equal(v(p, 'maxMemory').kind, 'Unsupported', powerState);
+      assert.match(v(p, 'maxMemory').message, /NUMA/);
+      assert.ok(p.steps.every((s) => s.field !== 'maxMemory'), powerState);
+      assert.equal(v(p, 'memory').kind, 'Applied'); // the other fields are still applied
+      assert.deepEqual(steps(p), powerState === 'Running' ? ['live.memory=6144Mi', 'config.memory=6144Mi'] : ['config.memory=6144Mi']);
+      run(o, p);
+      refused(o, { field: 'maxMemory', world: 'config', from: g(8), to: g(16) }, /NUMA/);
+    }
+    // Without NUMA cells the config takes it.
+    assert.equal(v(plan({ maxMemory: g(16), memory: g(6) }, vm('test'), PROFILES.test), 'maxMemory').kind, 'RestartRequired');
+  });
+
+  test('QEMU shut-off NUMA domain: the limit is checked against the maxMemory that stays (16Gi), not the desired one', () => {
+    const o = vm('qemu', { numa: true, powerState: 'ShutOff', both: { maxMemory: g(16), memory: g(8) } });
+    const d: DesiredMemory = { maxMemory: g(8), memory: g(8), limit: g(9) };
+    const p = plan(d, o, PROFILES.qemu);
+    assert.equal(v(p, 'maxMemory').kind, 'Unsupported');
+    assert.match(v(p, 'maxMemory').message, /NUMA/);
+    assert.equal(v(p, 'limit').kind, 'Unsafe');
+    assert.equal(v(p, 'limit').reason, 'UnsafeLimit');
+    assert.match(v(p, 'limit').message, /guest memory 16Gi/);
+    assert.ok(p.steps.every((s) => s.field !== 'limit'), 'no config hard_limit below the next boot’s guest RAM');
+    // A limit that covers the 16Gi the next boot uses is fine.
+    const ok = plan({ ...d, limit: g(16.5) }, o, PROFILES.qemu);
+    assert.equal(v(ok, 'limit').kind, 'Applied');
+    assert.deepEqual(steps(ok), ['config.limit=16896Mi']);
+    // Without NUMA the config takes maxMemory 8Gi, so 9Gi covers it: Applied.
+    const plain = plan(d, { ...o, numa: false }, PROFILES.qemu);
+    assert.equal(v(plain, 'limit').kind, 'Applied');
+    assert.deepEqual(steps(plain), ['config.maxMemory=8192Mi', 'config.limit=9216Mi']);
+  });
+
+  test('QEMU running NUMA domain: the config maxMemory that stays counts too (next boot), not only the live one', () => {
+    const o = vm('qemu', { numa: true, live: { maxMemory: g(8), memory: g(8) }, config: { maxMemory: g(16), memory: g(8) } });
+    const p = plan({ maxMemory: g(8), memory: g(8), limit: g(9) }, o, PROFILES.qemu);
+    assert.equal(v(p, 'limit').kind, 'Unsafe');
+    assert.match(v(p, 'limit').message, /16Gi/);
+    assert.deepEqual(p.steps, []);
+  });
+
+  test('QEMU transient domain: only the running guest counts (maxMemory cannot be staged anywhere)', () => {
+    const o = vm('qemu', { persistent: false });
+    const p = plan({ maxMemory: g(16), memory: g(8), limit: g(9) }, o, PROFILES.qemu);
+    assert.equal(v(p, 'maxMemory').kind, 'Unsupported');
+    assert.match(v(p, 'maxMemory').message, /transient/);
+    assert.equal(v(p, 'limit').kind, 'Applied');
+    assert.deepEqual(steps(p), ['live.limit=9216Mi']);
+  });
+
+  test('ESX: a maxMemory shrink that conflicts with an unmanaged reservation is Invalid in both power states, same message', () => {
+    const both: WorldValues = { maxMemory: g(8), memory: g(8), reservation: g(6), limit: 'unlimited' };
+    const d: DesiredMemory = { maxMemory: g(4), memory: g(4) };
+    const on = plan(d, vm('esx', { both, hotAdd: { enabled: true } }), PROFILES.esx);
+    const off = plan(d, vm('esx', { both, powerState: 'ShutOff' }), PROFILES.esx);
+    for (const p of [on, off]) {
+      assert.deepEqual(p.steps, []);
+      assert.equal(v(p, 'maxMemory').kind, 'Invalid');
+      assert.equal(v(p, 'maxMemory').reason, 'ConflictsWithUnmanagedField');
+      assert.match(v(p, 'maxMemory').message, /reservation is not managed by this object and holds 6Gi/);
+      assert.doesNotMatch(v(p, 'maxMemory').message, /powered off/);
+      assert.equal(v(p, 'memory').kind, 'Invalid');
+    }
+    assert.equal(v(on, 'maxMemory').message, v(off, 'maxMemory').message);
+    // Declaring the reservation resolves it: the shrink then waits for power-off honestly.
+    const declared: DesiredMemory = { ...d, reservation: g(2) };
+    const on2 = plan(declared, vm('esx', { both, hotAdd: { enabled: true } }), PROFILES.esx);
+    assert.equal(v(on2, 'maxMemory').kind, 'AwaitingPowerOff');
+    assert.deepEqual(steps(on2), ['config.reservation=2048Mi']);
+    const off2 = plan(declared, vm('esx', { both, powerState: 'ShutOff' }), PROFILES.esx);
+    assert.ok(off2.verdicts.every((x) => x.kind === 'Applied'));
+  });
+
+  test("test driver: memballoon model='none' does not block a live memory change (testDomainSetMemoryFlags ignores it)", () => {
+    const o = vm('test', { balloon: { device: 'none' } });
+    const p = plan({ maxMemory: g(8), memory: g(6) }, o, PROFILES.test);
+    assert.deepEqual(steps(p), ['live.memory=6144Mi', 'config.memory=6144Mi']);
+    assert.equal(v(p, 'memory').kind, 'Applied');
+    assert.equal(run(o, p).live?.memory, g(6));
+    // The independent sim host agrees: only QEMU refuses without a balloon device.
+    const host = new SimHost('memory:matrix-balloon', 'sim:memory:matrix-balloon', {
+      hostMemory: 1024n * 1024n * MiB,
+      latency: { meanMs: 0, jitterMs: 0 },
+      faults: { errorRate: 0, seed: 1 },
+      qemuOverhead: 0n,
+      vms: [{
+        name: o.name, uuid: o.uuid, type: 'test', powerState: 'Running', persistent: true, numa: false,
+        balloon: 'none', balloonDelayMs: 0, live: { ...o.live! }, config: { ...o.config! }, actual: g(8),
+      }],
+    });
+    const h = host.lookupByName(o.name);
+    host.virDomainSetMemoryFlags(h, g(6) / 1024n, { live: true });
+    host.virDomainSetMemoryFlags(h, g(6) / 1024n, { config: true });
+    assert.equal(host.vm(o.name)?.live?.memory, g(6));
+    // QEMU still needs the device.
+    assert.equal(v(plan({ maxMemory: g(8), memory: g(6) }, vm('qemu', { balloon: { device: 'none' } }), PROFILES.qemu), 'memory').kind, 'Unsupported');
   });
 });

@@ -101,7 +101,7 @@ function vmArb(type: HypervisorType): fc.Arbitrary<ObservedVM> {
       live: world,
       config: world,
       balloon: fc.constantFrom<'present' | 'none'>('present', 'present', 'none'),
-      numa: type === 'qemu' ? fc.boolean() : fc.constant(false),
+      numa: type === 'qemu' || type === 'test' ? fc.boolean() : fc.constant(false),
       hotEnabled: fc.boolean(),
       hotLimit: fc.option(units(4, 20)),
       hotIncrement: fc.option(fc.constantFrom(128n * MiB, U, 2n * U)),

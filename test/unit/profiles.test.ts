@@ -30,9 +30,15 @@ test('the matrix as data (DESIGN §2)', () => {
   assert.equal(qemu.fields.maxMemory.refusedWithNuma, true);
   assert.equal(xen.fields.maxMemory.live && xen.fields.maxMemory.liveTakesEffectAtBoot, true);
   assert.equal(t.fields.maxMemory.live, false);
+  // testDomainSetMemoryFlags refuses MEM_MAXIMUM on a domain with NUMA cells, like QEMU.
+  assert.equal(t.fields.maxMemory.refusedWithNuma, true);
+  assert.equal(xen.fields.maxMemory.refusedWithNuma, false);
   assert.equal(esx.fields.maxMemory.poweredOn, 'hotAddIncrease');
   // memory
-  for (const p of [qemu, xen, t]) assert.equal(p.fields.memory.live && p.fields.memory.config && p.fields.memory.liveNeedsBalloon, true);
+  for (const p of [qemu, xen, t]) assert.equal(p.fields.memory.live && p.fields.memory.config, true);
+  for (const p of [qemu, xen]) assert.equal(p.fields.memory.liveNeedsBalloon, true);
+  // testDomainSetMemoryFlags never looks at the memballoon device.
+  assert.equal(t.fields.memory.liveNeedsBalloon, false);
   assert.equal(esx.memoryVia, 'limit');
   // reservation
   for (const p of [qemu, xen, t]) assert.equal(p.fields.reservation.supported, false);

@@ -21,26 +21,16 @@ const UNIT = 256n * Mi;
 const RUNS = Number(process.env.SIM_PLANNER_RUNS ?? 150);
 const SEED = Number(process.env.SIM_PLANNER_SEED ?? 20261127);
 
-/**
- * Known planner/profile gaps this test found, excluded from generation until
- * fixed so `npm test` stays green; each is reported to the planner's owner.
- * - testNuma: libvirt's testDomainSetMemoryFlags refuses MEM_MAXIMUM on a
- *   domain with NUMA cells ("initial memory size of a domain with NUMA nodes
- *   cannot be modified with this API"), but profiles.ts `test.maxMemory`
- *   lacks refusedWithNuma. Set to false once the profile has it.
+/*
+ * Gaps this test found, now fixed in the planner/profiles (each has a focused
+ * case in planner-matrix.test.ts, "sim cross-check fixes"):
+ * - the test driver refuses maxMemory on a domain with NUMA cells
+ *   (testDomainSetMemoryFlags), like QEMU: profile `test.maxMemory.refusedWithNuma`;
+ * - on a QEMU NUMA domain whose maxMemory cannot change, the hard_limit safety
+ *   check uses the maxMemory that stays in effect, not the desired one;
+ * - an ESX maxMemory shrink that conflicts with an unmanaged reservation is
+ *   Invalid whatever the power state (the pending-verdict check below).
  */
-const KNOWN_GAPS = {
-  testNuma: true,
-  /*
-   * numaConfigLimit: on a shut-off QEMU domain with NUMA cells whose maxMemory
-   * change is Unsupported, the planner checks a desired hard_limit against the
-   * desired maxMemory instead of the maxMemory that stays in effect, and sets
-   * a config limit below guest RAM (verdict Applied): the next boot gets QEMU
-   * OOM-killed. (Running, the same spec is correctly Unsafe.) While set, the
-   * power-cycle phase skips QEMU NUMA domains with a managed limit.
-   */
-  numaConfigLimit: true,
-};
 
 const q = (units: number): string => String(BigInt(units) * UNIT);
 
@@ -78,7 +68,7 @@ function vmArb(type: HypervisorType): fc.Arbitrary<Record<string, unknown>> {
         name: 'vm', type, powerState: r.power, maxMemory: q(r.max), memory: q(memory),
         balloon: r.balloon, ...(transient ? { transient: true } : {}),
       };
-      if ((type === 'qemu' || (type === 'test' && !KNOWN_GAPS.testNuma)) && r.numa) vm.numa = true;
+      if ((type === 'qemu' || type === 'test') && r.numa) vm.numa = true;
       // A QEMU hard_limit below guest RAM OOM-kills the domain at boot: start from a sane one.
       if (type === 'test' && r.limit !== undefined) vm.limit = q(r.limit);
       if (type === 'qemu' && r.limit !== undefined) vm.limit = q(Math.max(r.max, r.configMax ?? 0) + r.limit);
@@ -139,7 +129,6 @@ describe('planner × sim: the simulated hypervisors accept every planned step', 
             // What waits for a restart or a power-off takes effect then: power off,
             // plan + apply (ESX AwaitingPowerOff), power on; nothing is left pending.
             if (!after.persistent) return;
-            if (KNOWN_GAPS.numaConfigLimit && after.numa && desired.limit !== undefined) return;
             host.powerOff('vm');
             const off = await driver.observe(handle);
             const third = plan(desired, off, profile);
@@ -154,6 +143,12 @@ describe('planner × sim: the simulated hypervisors accept every planned step', 
             // Still pending after a power cycle is only acceptable where the powered-off
             // plan already said the power cycle cannot help (Invalid/Unsupported/Unsafe).
             const offVerdict = new Map(third.verdicts.map((v) => [v.field, v.kind]));
+            // A pending verdict promises that the restart / power-off applies the value: the
+            // powered-off plan must not call the same field Invalid, Unsupported or Unsafe.
+            const broken = first.verdicts.filter((v) => (v.kind === 'RestartRequired' || v.kind === 'AwaitingPowerOff')
+              && ['Invalid', 'Unsupported', 'Unsafe'].includes(offVerdict.get(v.field) ?? ''));
+            assert.deepEqual(broken.map((v) => `${v.message} / off: ${third.verdicts.find((x) => x.field === v.field)?.message}`), [],
+              'a pending verdict is kept once the VM is powered off');
             const stuck = last.verdicts.filter((v) => (v.kind === 'RestartRequired' || v.kind === 'AwaitingPowerOff')
               && !['Invalid', 'Unsupported', 'Unsafe'].includes(offVerdict.get(v.field) ?? ''));
             assert.deepEqual(stuck.map((v) => v.message), [], 'nothing pending after the restart');
