@@ -92,7 +92,7 @@ export function kubeBinaries(): KubeBinaries {
     }
     if (!ok) {
       throw new Error(
-        `kube test environment: ${bin} is missing (binaries for ${key}). ` +
+        `kube test environment: ${bin} is missing or its build is incomplete (binaries for ${key}). ` +
           `Build them first: bash test/peer/kube/setup.sh (a cold build takes several minutes).`,
       );
     }

@@ -109,7 +109,7 @@ void describe('kube test environment (real kube-apiserver + etcd)', () => {
     assert.ok(names.includes('before-restart') && names.includes('after-restart'), `got ${names.join(',')}`);
   });
 
-  void it('keeps serving after an etcd restart', async () => {
+  void it('keeps serving after etcd is killed and restarted', async () => {
     await env.restartEtcd({ signal: 'SIGKILL' }); // a crash: etcd's data dir survives
     // The API server's etcd client reconnects; allow it a few seconds.
     const deadline = Date.now() + 30_000;
