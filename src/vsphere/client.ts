@@ -677,6 +677,16 @@ export class VSphereClient {
       );
     };
 
+    // Resolves when the first initial set has been delivered; rejects if the first attempt fails
+    // (so a caller learns of a broken setup at once, and sees every change made after watch()).
+    let readyResolve!: () => void;
+    let readyReject!: (e: unknown) => void;
+    const ready = new Promise<void>((res, rej) => {
+      readyResolve = res;
+      readyReject = rej;
+    });
+    let first = true;
+
     const loop = async () => {
       let delay = retryMin;
       while (!stopped) {
@@ -686,7 +696,6 @@ export class VSphereClient {
           let initial = true;
           while (!stopped) {
             const method = 'WaitForUpdatesEx';
-            if (stopped) break;
             const res = await this.#call(
               method,
               collector!,
@@ -706,11 +715,22 @@ export class VSphereClient {
                 // a subscriber's failure is its own
               }
             }
-            if (!truncated) initial = false;
+            if (!truncated && initial) {
+              initial = false;
+              if (first) {
+                first = false;
+                readyResolve();
+              }
+            }
             delay = retryMin;
           }
         } catch (e) {
           if (stopped) break;
+          if (first) {
+            stopped = true;
+            readyReject(e);
+            break;
+          }
           const err = e instanceof VSphereError ? e : new VSphereError(String(e), 'watch', { cause: e });
           try {
             opts.onError?.(err);
@@ -732,13 +752,13 @@ export class VSphereClient {
       await teardown();
     };
 
-    await setup().catch(async (e: unknown) => {
-      await teardown();
-      throw e;
-    });
-    // setup() ran once to fail early; the loop sets up its own.
-    await teardown();
     const done = loop();
+    try {
+      await ready;
+    } catch (e) {
+      await done;
+      throw e;
+    }
     return {
       stop: async () => {
         if (stopped) return done;
