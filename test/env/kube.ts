@@ -464,9 +464,23 @@ if [ -f "$dir/pids" ]; then while read -r p; do [ -n "$p" ] && kill -KILL -- "-$
 [ "$keep" = 1 ] || rm -rf "$dir"
 `;
 
-/** Start etcd + kube-apiserver; resolves when /readyz is ok (and the given CRDs are served). */
+/**
+ * Start etcd + kube-apiserver; resolves when /readyz is ok (and the given CRDs are served).
+ * Retries with new ports (up to 3 attempts) if another process grabbed a port between our probe
+ * and the peer's bind.
+ */
 export async function startKube(opts: StartKubeOptions = {}): Promise<KubeEnv> {
   const binaries = kubeBinaries();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startKubeOnce(opts, binaries);
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function startKubeOnce(opts: StartKubeOptions, binaries: KubeBinaries): Promise<KubeEnv> {
   const timeoutMs = opts.startTimeoutMs ?? 90_000;
   const keepDir = opts.keepDir ?? process.env.VMMEM_KUBE_KEEP === '1';
   const dir = mkdtempSync(join(opts.tmpRoot ?? pickTmpRoot(), 'vmmem-kube-'));
