@@ -329,14 +329,14 @@ const CASES: Case[] = [
     message: 'Not ready: AuthenticationFailed: Cannot complete login due to an incorrect user name or password.',
   },
   {
-    name: 'Hypervisor stalled on a missing Secret',
+    name: 'Hypervisor stalled on a Secret without ca.crt',
     obj: {
       kind: 'Hypervisor',
       metadata: { name: 'vcenter', namespace: 'vms', generation: 1 },
-      status: { observedGeneration: 1, conditions: [cond('Ready', 'False', 'SecretNotFound', 'Secret vms/vcenter-creds not found', 1), cond('Stalled', 'True', 'SecretNotFound', 'Secret vms/vcenter-creds not found', 1)] },
+      status: { observedGeneration: 1, conditions: [cond('Ready', 'False', 'SecretInvalid', 'Hypervisor vms/vcenter: Secret "vcenter-ca" has no key ca.crt', 1), cond('Stalled', 'True', 'SecretInvalid', 'Hypervisor vms/vcenter: Secret "vcenter-ca" has no key ca.crt', 1)] },
     },
     status: 'Degraded',
-    message: 'Secret vms/vcenter-creds not found',
+    message: 'Hypervisor vms/vcenter: Secret "vcenter-ca" has no key ca.crt',
   },
   { name: 'Hypervisor just created', obj: { kind: 'Hypervisor', metadata: { name: 'h', generation: 1 } }, status: 'Progressing', message: /no status yet/ },
 ];
