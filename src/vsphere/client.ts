@@ -35,6 +35,8 @@ export interface VSphereClientOptions extends TransportOptions {
   apiVersion?: string | undefined;
   /** Locale for Login (server messages). Default `en`. */
   locale?: string | undefined;
+  /** maxObjects per RetrievePropertiesEx page (continuations follow). Default 500. */
+  pageSize?: number | undefined;
 }
 
 export interface AboutInfo {
@@ -341,6 +343,7 @@ export class VSphereClient {
   readonly #password: string;
   readonly #locale: string;
   readonly #taskTimeoutMs: number;
+  readonly #pageSize: number;
   #apiVersion: string;
   #content: ServiceContent | undefined;
   #session: UserSession | undefined;
@@ -355,6 +358,7 @@ export class VSphereClient {
     this.#locale = opts.locale ?? 'en';
     this.#taskTimeoutMs = opts.taskTimeoutMs ?? 5 * 60_000;
     this.#apiVersion = opts.apiVersion ?? '8.0.1.0';
+    this.#pageSize = opts.pageSize ?? 500;
   }
 
   /** Creates a client, reads the service content and logs in. */
@@ -575,7 +579,7 @@ export class VSphereClient {
     const first = await this.#call(
       method,
       sc.propertyCollector,
-      [propertyFilterSpecXml(type, paths, objectSets), el('options', null, el('maxObjects', null, 500))],
+      [propertyFilterSpecXml(type, paths, objectSets), el('options', null, el('maxObjects', null, this.#pageSize))],
       (res) => this.#decodeRetrieveResult(method, child(res, 'returnval')),
     );
     const all = [...first.objects];

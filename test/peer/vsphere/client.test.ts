@@ -112,6 +112,16 @@ describe('lookup', () => {
     assert.equal(await c.findVmByUuid(info.instanceUuid, { instanceUuid: false }), undefined);
   });
 
+  it('listing follows RetrievePropertiesEx continuation tokens (page size 1)', async () => {
+    const paged = await connect({ pageSize: 1 });
+    const all = await c.listObjects('VirtualMachine', ['name']);
+    const pages = await paged.listObjects('VirtualMachine', ['name']);
+    assert.ok(all.length >= 4);
+    assert.deepEqual(pages.map((o) => o.obj.value).sort(), all.map((o) => o.obj.value).sort());
+    assert.deepEqual(await paged.findVmsByName('DC0_H0_VM0'), await c.findVmsByName('DC0_H0_VM0'));
+    await paged.close();
+  });
+
   it('an unknown VM is a clear VSphereNotFoundError naming what was looked for', async () => {
     const cases = [
       [{ name: 'no-such-vm' }, /no VM with name "no-such-vm"/],
