@@ -38,11 +38,17 @@ export interface LeaderElectorOptions {
 export interface LeaderCallbacks {
   /** Became leader: start work; `signal` aborts when leadership is lost or released. */
   onStartedLeading(signal: AbortSignal): void;
-  /** No longer leader (lost the lease, or released): stop work now. */
-  onStoppedLeading(): void;
+  /**
+   * No longer leader: stop work now. `reason` is 'lost' when renewal failed or someone else took the
+   * lease (controller-runtime exits then), 'released' when release() was called (a graceful
+   * shutdown already under way: do not treat it as a failure).
+   */
+  onStoppedLeading(reason: StopReason): void;
   /** The observed holder changed (including to ourselves); '' = nobody. */
   onNewLeader?(identity: string): void;
 }
+
+export type StopReason = 'lost' | 'released';
 
 const JITTER = 1.2;
 
@@ -104,7 +110,7 @@ export class LeaderElector {
     this.callbacks = callbacks;
     this.running = this.loop(callbacks).catch((e: unknown) => {
       this.logger.error({ lease: this.what, err: apiErrorInfo(e).message }, 'leader election loop crashed');
-      if (this.leading) this.stepDown(callbacks, 'crashed');
+      if (this.leading) this.stepDown(callbacks, 'lost', 'election loop crashed');
     });
     return this.running;
   }
@@ -116,7 +122,7 @@ export class LeaderElector {
   async release(): Promise<void> {
     this.stopCtl.abort();
     await this.running;
-    if (this.leading && this.callbacks) this.stepDown(this.callbacks, 'released');
+    if (this.leading && this.callbacks) this.stepDown(this.callbacks, 'released', 'released');
     try {
       const lease = await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name }, requestOptions(this.renewDeadlineMs));
       if (lease.spec?.holderIdentity !== this.identity) return;
@@ -140,13 +146,13 @@ export class LeaderElector {
     }
   }
 
-  private stepDown(cb: LeaderCallbacks, why: string): void {
+  private stepDown(cb: LeaderCallbacks, reason: StopReason, why: string): void {
     this.leading = false;
     this.leaderCtl?.abort(new Error(`leadership ${why}`));
     this.leaderCtl = undefined;
     this.logger.info({ lease: this.what, identity: this.identity, why }, 'stopped leading');
     try {
-      cb.onStoppedLeading();
+      cb.onStoppedLeading(reason);
     } catch (e) {
       this.logger.error({ lease: this.what, err: apiErrorInfo(e).message }, 'onStoppedLeading threw');
     }
@@ -187,7 +193,7 @@ export class LeaderElector {
         }
         if (stop.aborted) return;
         if (renewed) lastRenew = Date.now();
-        else this.stepDown(cb, `not renewed within ${this.renewDeadlineMs} ms`);
+        else this.stepDown(cb, 'lost', `not renewed within ${this.renewDeadlineMs} ms`);
       }
     }
   }

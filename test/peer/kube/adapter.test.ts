@@ -13,6 +13,7 @@ import * as k8s from '@kubernetes/client-node';
 import { startKube, type KubeEnv } from '../../env/kube.ts';
 import { KubeStore, mergePatchFor, truncateUtf8 } from '../../../src/kube/store.ts';
 import { KubeApiError } from '../../../src/kube/errors.ts';
+import { loadKubeConfig, KubeConfigError } from '../../../src/kube/config.ts';
 import type { Logger } from '../../../src/kube/http.ts';
 import type { ChangeType, ResourceKind, StoredObject } from '../../../src/controller/ports.ts';
 
@@ -521,6 +522,61 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
     await s.stop();
     await assert.rejects(started, /stopped before its first list/);
     await p.close();
+  });
+
+  describe('loadKubeConfig', () => {
+    let tmp: string;
+    const works = async (kc: k8s.KubeConfig) => {
+      const list = await kc.makeApiClient(k8s.CoreV1Api).listNamespace();
+      return list.items.some((n) => n.metadata?.name === 'default');
+    };
+    before(async () => {
+      tmp = join(env.dir, 'config-test');
+      await mkdir(join(tmp, 'sa'), { recursive: true });
+      await mkdir(join(tmp, 'home', '.kube'), { recursive: true });
+    });
+    it('--kubeconfig wins over everything', async () => {
+      const l = loadKubeConfig({ kubeconfig: env.kubeconfigPath, env: { KUBECONFIG: '/nope', KUBERNETES_SERVICE_HOST: 'x' } });
+      assert.equal(l.source, 'flag');
+      assert.ok(await works(l.kubeConfig));
+      assert.throws(() => loadKubeConfig({ kubeconfig: join(tmp, 'missing') }), (e: unknown) => e instanceof KubeConfigError && /--kubeconfig .*missing: no such file/.test(e.message));
+    });
+
+    it('KUBECONFIG: a path list, missing entries skipped; all missing is an error', async () => {
+      const l = loadKubeConfig({ env: { KUBECONFIG: `${join(tmp, 'missing')}:${env.kubeconfigPath}` } });
+      assert.equal(l.source, 'env');
+      assert.equal(l.from, env.kubeconfigPath);
+      assert.ok(await works(l.kubeConfig));
+      assert.throws(() => loadKubeConfig({ env: { KUBECONFIG: join(tmp, 'missing') } }), /KUBECONFIG=.*none of these files exists/);
+      await writeFile(join(tmp, 'bad'), 'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n');
+      assert.throws(() => loadKubeConfig({ env: { KUBECONFIG: join(tmp, 'bad') } }), /no current-context/);
+    });
+
+    it('in-cluster: service account token (re-read from its file) and namespace', async () => {
+      const sa = join(tmp, 'sa');
+      await writeFile(join(sa, 'token'), env.adminToken);
+      await writeFile(join(sa, 'ca.crt'), await readFile(env.certs.caCert));
+      await writeFile(join(sa, 'namespace'), 'vmmem-system\n');
+      const port = new URL(env.server).port;
+      const l = loadKubeConfig({ env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: port }, serviceAccountDir: sa });
+      assert.equal(l.source, 'in-cluster');
+      assert.equal(l.from, `https://127.0.0.1:${port}`);
+      assert.equal(l.namespace, 'vmmem-system');
+      assert.ok(await works(l.kubeConfig));
+      assert.throws(
+        () => loadKubeConfig({ env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: port }, serviceAccountDir: join(tmp, 'nosa') }),
+        /in-cluster config: .*token is missing/,
+      );
+    });
+
+    it('~/.kube/config last; nothing at all is a clear error', async () => {
+      const home = join(tmp, 'home');
+      assert.throws(() => loadKubeConfig({ env: {}, home }), /no Kubernetes configuration: no --kubeconfig, KUBECONFIG is unset, not in a cluster/);
+      await writeFile(join(home, '.kube', 'config'), await readFile(env.kubeconfigPath));
+      const l = loadKubeConfig({ env: {}, home });
+      assert.equal(l.source, 'home');
+      assert.ok(await works(l.kubeConfig));
+    });
   });
 });
 

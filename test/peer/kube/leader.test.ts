@@ -84,7 +84,7 @@ async function startProxy(targetPort: number) {
 /** An elector plus a record of what its callbacks saw; `leaders` counts concurrent leaders. */
 function candidate(kc: k8s.KubeConfig, lease: string, identity: string, leaders: { now: number; max: number }, extra: Partial<LeaderElectorOptions> = {}) {
   const el = new LeaderElector(kc, { namespace: NS, name: lease, identity, logger: quiet, ...FAST, ...extra });
-  const rec = { started: [] as number[], stopped: [] as number[], signal: undefined as AbortSignal | undefined };
+  const rec = { started: [] as number[], stopped: [] as number[], reasons: [] as string[], signal: undefined as AbortSignal | undefined };
   const done = el.run({
     onStartedLeading(signal) {
       rec.started.push(Date.now());
@@ -92,8 +92,9 @@ function candidate(kc: k8s.KubeConfig, lease: string, identity: string, leaders:
       leaders.now++;
       leaders.max = Math.max(leaders.max, leaders.now);
     },
-    onStoppedLeading() {
+    onStoppedLeading(reason) {
       rec.stopped.push(Date.now());
+      rec.reasons.push(reason);
       leaders.now--;
     },
   });
@@ -141,7 +142,7 @@ describe('LeaderElector against a real kube-apiserver', { timeout: 90_000 }, () 
     await leader.el.release();
     await leader.done; // run() resolves after release
     assert.equal(leader.el.isLeader, false);
-    assert.equal(leader.rec.stopped.length, 1, 'onStoppedLeading on release');
+    assert.deepEqual(leader.rec.reasons, ['released'], 'onStoppedLeading(released) on release');
     assert.equal(leader.rec.signal?.aborted, true, 'the leading signal is aborted');
     await waitFor('takeover', () => other.el.isLeader, FAST.leaseDurationMs);
     const took = Date.now() - t0;
@@ -170,6 +171,7 @@ describe('LeaderElector against a real kube-apiserver', { timeout: 90_000 }, () 
     const down = a.rec.stopped[0]! - cut;
     assert.ok(down <= FAST.renewDeadlineMs + 300, `stepped down ${down} ms after the cut (renew deadline ${FAST.renewDeadlineMs})`);
     assert.equal(a.rec.signal?.aborted, true);
+    assert.deepEqual(a.rec.reasons, ['lost']);
     await waitFor('b takes over', () => b.el.isLeader, FAST.leaseDurationMs + 2000);
     const up = b.rec.started[0]! - cut;
     assert.ok(b.rec.started[0]! > a.rec.stopped[0]!, 'b starts only after a stopped');
