@@ -181,7 +181,9 @@ export class LibvirtClient extends EventEmitter {
     const u = typeof uri === 'string' ? parseUri(uri) : uri;
     const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     const stream = await openTransport(u, { ...opts, connectTimeoutMs });
-    const rpcOpts: RpcOptions = { peer: u.uri };
+    // libvirtd does not look for more messages buffered in its TLS session (rpc.ts):
+    // over TLS, one message per TLS record.
+    const rpcOpts: RpcOptions = { peer: u.uri, oneMessagePerWrite: u.transport === 'tls' };
     if (opts.callTimeoutMs !== undefined) rpcOpts.callTimeoutMs = opts.callTimeoutMs;
     if (opts.keepaliveIntervalMs !== undefined) rpcOpts.keepaliveIntervalMs = opts.keepaliveIntervalMs;
     if (opts.keepaliveCount !== undefined) rpcOpts.keepaliveCount = opts.keepaliveCount;

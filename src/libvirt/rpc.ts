@@ -36,6 +36,13 @@ export interface RpcOptions {
   keepaliveCount?: number;
   /** Name of the peer for error messages, e.g. the URI. */
   peer?: string;
+  /**
+   * Hand each message to the stream in its own write, waiting for the previous
+   * one (TLS: one message per TLS record). libvirtd 9.0 reads one message from a
+   * TLS record and leaves the rest of the record unread until more bytes arrive
+   * on the socket, so several pipelined calls in one record stall.
+   */
+  oneMessagePerWrite?: boolean;
 }
 
 const HEADER_LEN = 28; // length word + 24-byte header
@@ -70,6 +77,10 @@ export class RpcConnection extends EventEmitter {
   private rstart = 0;
   private rend = 0;
   private corked = false;
+  private readonly oneMessagePerWrite: boolean;
+  private readonly writeQueue: Buffer[] = [];
+  private writing = false;
+
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepEvery = 0;
   private keepaliveTimer: NodeJS.Timeout | undefined;
@@ -91,6 +102,7 @@ export class RpcConnection extends EventEmitter {
     this.keepaliveIntervalMs = opts.keepaliveIntervalMs ?? 5_000;
     this.keepaliveCount = opts.keepaliveCount ?? 5;
     this.peer = opts.peer ?? 'libvirt';
+    this.oneMessagePerWrite = opts.oneMessagePerWrite ?? false;
     this.closedPromise = new Promise((res) => (this.resolveClosed = res));
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', (err: Error) =>
@@ -160,6 +172,14 @@ export class RpcConnection extends EventEmitter {
   }
 
   private send(buf: Buffer): void {
+    if (this.oneMessagePerWrite) {
+      if (this.writing) {
+        this.writeQueue.push(buf);
+        return;
+      }
+      this.writeOne(buf);
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       this.stream.cork();
@@ -169,6 +189,16 @@ export class RpcConnection extends EventEmitter {
       });
     }
     this.stream.write(buf);
+  }
+
+  private writeOne(buf: Buffer): void {
+    this.writing = true;
+    this.stream.write(buf, () => {
+      this.writing = false;
+      if (this.closedFlag) return;
+      const next = this.writeQueue.shift();
+      if (next) this.writeOne(next);
+    });
   }
 
   private armSweep(timeoutMs: number): void {
@@ -356,6 +386,7 @@ export class RpcConnection extends EventEmitter {
       );
     }
     this.pending.clear();
+    this.writeQueue.length = 0;
     this.stream.destroy();
     this.emit('close', err);
     this.resolveClosed();

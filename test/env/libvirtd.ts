@@ -1,8 +1,9 @@
 // A real, isolated libvirtd (+ virtlogd) for tests and benchmarks.
 //
 // Debian's libvirtd runs in its own mount namespace (`unshare -m`), with
-// /run/libvirt, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt and
-// /etc/libvirt bind-mounted from a fresh temp directory, so it never sees or
+// /run/libvirt, /var/lib/libvirt, /var/log/libvirt and /etc/libvirt
+// bind-mounted from a fresh temp directory (and /var/cache/libvirt from a
+// shared capabilities cache, see cacheDir), so it never sees or
 // touches another libvirtd's state. Because the directories are host
 // directories, the daemon's unix socket (<dir>/run/libvirt-sock) is reachable
 // from outside the namespace, and state survives restart().
@@ -15,7 +16,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface LibvirtdOptions {
@@ -25,6 +26,32 @@ export interface LibvirtdOptions {
   maxClientRequests?: number;
   /** Seconds to wait for the socket (default 30). */
   startTimeoutS?: number;
+  /**
+   * Also listen on 127.0.0.1 (libvirtd --listen): TLS on `tls.port` with the
+   * given PEM files (client certificates required and verified, auth none),
+   * and/or plain TCP on `tcpPort` (auth none). Ports: pick free ones (freePort()).
+   */
+  tls?: { port: number; caFile: string; certFile: string; keyFile: string };
+  tcpPort?: number;
+  /**
+   * Directory bind-mounted over /var/cache/libvirt. Default: ~/.cache/vmmem/libvirt-cache,
+   * shared by all harnesses, so libvirt's QEMU capabilities probe (several seconds,
+   * blocking virConnectGetVersion on a fresh daemon) runs once per machine, not per daemon.
+   */
+  cacheDir?: string;
+}
+
+/** A free loopback TCP port (listen on port 0, close, return it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 export interface Libvirtd {
@@ -74,6 +101,13 @@ function writeConfigs(dir: string, o: LibvirtdOptions): void {
       'auth_unix_rw = "none"',
       'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"',
       `max_client_requests = ${o.maxClientRequests ?? 5}`,
+      'listen_addr = "127.0.0.1"',
+      `listen_tls = ${o.tls ? 1 : 0}`,
+      `listen_tcp = ${o.tcpPort ? 1 : 0}`,
+      ...(o.tls
+        ? [`tls_port = "${o.tls.port}"`, `ca_file = "${o.tls.caFile}"`, `cert_file = "${o.tls.certFile}"`, `key_file = "${o.tls.keyFile}"`, 'auth_tls = "none"', 'tls_no_verify_certificate = 0']
+        : []),
+      ...(o.tcpPort ? [`tcp_port = "${o.tcpPort}"`, 'auth_tcp = "none"'] : []),
       '',
     ].join('\n'),
   );
@@ -85,19 +119,19 @@ function writeConfigs(dir: string, o: LibvirtdOptions): void {
   writeFileSync(join(etc, 'virtlogd.conf'), 'log_outputs = "3:file:/var/log/libvirt/virtlogd.log"\n');
 }
 
-function startScript(dir: string): string {
-  const m = (src: string, dst: string) => `mkdir -p ${dst} && mount --bind ${join(dir, src)} ${dst}`;
+function startScript(dir: string, listen: boolean, cacheDir: string): string {
+  const m = (src: string, dst: string) => `mkdir -p ${dst} && mount --bind ${src.startsWith('/') ? src : join(dir, src)} ${dst}`;
   return [
     'set -e',
     m('run', '/run/libvirt'),
     m('lib', '/var/lib/libvirt'),
-    m('cache', '/var/cache/libvirt'),
+    m(cacheDir, '/var/cache/libvirt'),
     m('log', '/var/log/libvirt'),
     m('etc', '/etc/libvirt'),
     // virtlogd survives libvirtd restarts (QEMU keeps its log pipes).
     // Root daemons keep their pid files in /run by default: keep them inside the bind-mounted dir.
     'if ! kill -0 "$(cat /run/libvirt/virtlogd.pid 2>/dev/null)" 2>/dev/null; then virtlogd -d -p /run/libvirt/virtlogd.pid; fi',
-    'exec libvirtd -p /run/libvirt/libvirtd.pid',
+    `exec libvirtd -p /run/libvirt/libvirtd.pid${listen ? ' --listen' : ''}`,
   ].join('\n');
 }
 
@@ -183,7 +217,9 @@ async function killPid(pid: number | undefined, ms = 5000): Promise<void> {
 export async function startLibvirtd(o: LibvirtdOptions = {}): Promise<Libvirtd> {
   preflight();
   const dir = mkdtempSync(join(tmpdir(), 'vmmem-libvirtd-'));
-  for (const d of ['run', 'lib', 'cache', 'log']) mkdirSync(join(dir, d), { recursive: true });
+  for (const d of ['run', 'lib', 'log']) mkdirSync(join(dir, d), { recursive: true });
+  const cacheDir = o.cacheDir ?? join(homedir(), '.cache', 'vmmem', 'libvirt-cache');
+  mkdirSync(cacheDir, { recursive: true });
   writeConfigs(dir, o);
   const socketPath = join(dir, 'run', 'libvirt-sock');
   const logFile = join(dir, 'log', 'libvirtd.log');
@@ -205,7 +241,7 @@ export async function startLibvirtd(o: LibvirtdOptions = {}): Promise<Libvirtd> 
 
   const launch = async (): Promise<void> => {
     const fd = openSync(outFile, 'a');
-    const c = spawn('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-c', startScript(dir)], {
+    const c = spawn('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-c', startScript(dir, Boolean(o.tls || o.tcpPort), cacheDir)], {
       stdio: ['ignore', fd, fd],
     });
     closeSync(fd);

@@ -100,10 +100,12 @@ describe('daemon restart mid-connection', () => {
         r();
       }),
     );
-    // Starting QEMU takes a while: kill the daemon while the call is in flight.
+    // Freeze the daemon so the calls are certainly still in flight, then kill it.
+    process.kill(d.pid, 'SIGSTOP');
     const pending = rejects(c.domainCreate(dom));
     const more = Promise.allSettled([c.getHostname(), c.domainGetInfo(dom)]);
-    await new Promise((r) => setTimeout(r, 80));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(c.rpc.inFlight, 3);
     await d.kill('SIGKILL');
     const e = await pending;
     assert.equal(e.reason, 'closed');
