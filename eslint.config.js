@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'crds/**', 'deploy/**', '**/*.go', 'test/env/go/**'] },
+  { ignores: ['.tmp/**', 'node_modules/**', 'crds/**', 'deploy/**', '**/*.go', 'test/env/go/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
