@@ -7,9 +7,11 @@ indent() { sed -e 's/^/    /' -e 's/^ *$//' "$here/health.lua"; }
 {
   cat <<'YAML'
 # Argo CD health checks for vmmem's kinds, from health.lua (regenerate: bash deploy/argocd/sync-cm-patch.sh).
-# Merge into Argo CD's argocd-cm, e.g. as a patch in the kustomization that installs Argo CD:
+# Merge into Argo CD's argocd-cm, e.g. as a patch in the kustomization that installs Argo CD
+# (`target` makes it match argocd-cm whatever its namespace; upstream install.yaml sets none):
 #   patches:
 #     - path: argocd-cm-patch.yaml
+#       target: {kind: ConfigMap, name: argocd-cm}
 # or, on a running Argo CD, with server-side apply (only these two keys change hands):
 #   kubectl apply --server-side --field-manager=vmmem-health -f deploy/argocd/argocd-cm-patch.yaml
 apiVersion: v1

@@ -332,6 +332,21 @@ void describe('deploy/ (kustomize) on a real API server', () => {
     assert.equal(find(rendered.get('base')!, 'ClusterRole', 'vmmem-secrets'), undefined);
   });
 
+  void it('deploy/argocd/argocd-cm-patch.yaml works as a kustomize patch on an Argo CD install (argocd-cm without namespace)', async () => {
+    const dir = join(env.dir, 'argocd-kustomize');
+    mkdirSync(dir);
+    // argocd-cm as upstream install.yaml ships it: no namespace (the user's kustomization sets one).
+    writeFileSync(join(dir, 'install.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\ndata:\n  url: https://argocd.example.com\n');
+    writeFileSync(join(dir, 'argocd-cm-patch.yaml'), readFileSync(join(DEPLOY_DIR, 'argocd', 'argocd-cm-patch.yaml')));
+    writeFileSync(join(dir, 'kustomization.yaml'), 'namespace: argocd\nresources: [install.yaml]\npatches:\n  - path: argocd-cm-patch.yaml\n    target: {kind: ConfigMap, name: argocd-cm}\n');
+    const [cm] = (await renderKustomization(dir)).objects as (Obj & { data: Record<string, string> })[];
+    const script = readFileSync(join(DEPLOY_DIR, 'argocd', 'health.lua'), 'utf8');
+    assert.equal(cm!.metadata.namespace, 'argocd');
+    assert.equal(cm!.data.url, 'https://argocd.example.com');
+    assert.equal(cm!.data['resource.customizations.health.vmmem.io_VirtualMachineMemory'], script);
+    assert.equal(cm!.data['resource.customizations.health.vmmem.io_Hypervisor'], script);
+  });
+
   void it('deploy/argocd/argocd-cm-patch.yaml merges into an existing argocd-cm by server-side apply', async () => {
     await ensureNamespaces(env, ['argocd']);
     // argocd-cm as an Argo CD install leaves it (another field manager, other keys).
