@@ -14,6 +14,8 @@ import { startKube, type KubeEnv } from '../../env/kube.ts';
 import { KubeStore, mergePatchFor, truncateUtf8 } from '../../../src/kube/store.ts';
 import { KubeApiError } from '../../../src/kube/errors.ts';
 import { loadKubeConfig, KubeConfigError } from '../../../src/kube/config.ts';
+import { LeaderElector } from '../../../src/kube/leader.ts';
+import { OPERATOR_RULES, LEADER_ELECTION_RULES } from '../../../src/kube/rbac.ts';
 import type { Logger } from '../../../src/kube/http.ts';
 import type { ChangeType, ResourceKind, StoredObject } from '../../../src/controller/ports.ts';
 
@@ -510,6 +512,56 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
       await s.stop();
     }
     assert.equal(s.synced, false, 'not synced once stopped');
+  });
+
+  it('works with exactly the documented RBAC (src/kube/rbac.ts) and nothing more', async () => {
+    const rbac = env.kubeConfig.makeApiClient(k8s.RbacAuthorizationV1Api);
+    const user = 'vmmem-operator';
+    const leaseNs = 'vmmem-system';
+    await core.createNamespace({ body: { metadata: { name: leaseNs } } });
+    await rbac.createClusterRole({ body: { metadata: { name: user }, rules: OPERATOR_RULES.map((r) => ({ ...r })) } });
+    await rbac.createClusterRoleBinding({
+      body: { metadata: { name: user }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: user }, subjects: [{ kind: 'User', name: user, apiGroup: 'rbac.authorization.k8s.io' }] },
+    });
+    await rbac.createNamespacedRole({ namespace: leaseNs, body: { metadata: { name: 'vmmem-leader' }, rules: LEADER_ELECTION_RULES.map((r) => ({ ...r })) } });
+    await rbac.createNamespacedRoleBinding({
+      namespace: leaseNs,
+      body: { metadata: { name: 'vmmem-leader' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'vmmem-leader' }, subjects: [{ kind: 'User', name: user, apiGroup: 'rbac.authorization.k8s.io' }] },
+    });
+    const kc = (await env.userKubeConfig(user)).kubeConfig;
+    const lines: LogLine[] = [];
+    const s = new KubeStore(kc, captureLogger(lines), { eventSeriesFlushMs: 100, informer: { minBackoffMs: 50, maxBackoffMs: 500 } });
+    const r = recorder();
+    await s.start(r.handlers); // retries until the RBAC cache has the new bindings
+    lines.length = 0; // from here on: no warning at all
+    try {
+      const obj = await create(vmm('rbac-01'));
+      await waitFor('rbac-01 cached', () => !!s.get('VirtualMachineMemory', { namespace: NS, name: 'rbac-01' }));
+      await s.updateStatus('VirtualMachineMemory', { namespace: NS, name: 'rbac-01' }, () => ({ observedGeneration: 1 }));
+      assert.deepEqual((await read('VirtualMachineMemory', 'rbac-01')).status, { observedGeneration: 1 });
+      await s.updateStatus('VirtualMachineMemory', { namespace: NS, name: 'not-cached' }, () => ({})); // GET path
+      await s.recordEvent(obj, 'Normal', 'RbacCheck', 'same note', 'Test');
+      await s.recordEvent(obj, 'Normal', 'RbacCheck', 'same note', 'Test'); // series → patch
+      const eventsApi = env.kubeConfig.makeApiClient(k8s.EventsV1Api);
+      await waitFor('series patched', async () => (await eventsApi.listNamespacedEvent({ namespace: NS })).items.some((e) => e.reason === 'RbacCheck' && e.series?.count === 2), 5000);
+      assert.deepEqual(await s.getSecret({ namespace: NS, name: 'hv-creds' }), { username: 'root', 'tls.key': '-----BEGIN KEY-----\nséc\n', password: 'hunter2-super-secret' });
+      // Least privilege: no listing of Secrets.
+      await assert.rejects(kc.makeApiClient(k8s.CoreV1Api).listNamespacedSecret({ namespace: NS }), (e: unknown) => e instanceof k8s.ApiException && e.code === 403);
+
+      const el = new LeaderElector(kc, { namespace: leaseNs, name: 'vmmem-leader', logger: captureLogger(lines), leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 250 });
+      const done = el.run({ onStartedLeading() {}, onStoppedLeading() {} });
+      await waitFor('leads', () => el.isLeader);
+      await sleep(600); // a couple of renewals (get + update)
+      assert.ok(el.isLeader);
+      await el.release();
+      await done;
+      const lease = await env.kubeConfig.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ namespace: leaseNs, name: 'vmmem-leader' });
+      assert.equal(lease.spec?.holderIdentity, undefined, 'released');
+      const problems = lines.filter((l) => l.level === 'warn' || l.level === 'error');
+      assert.deepEqual(problems, [], 'no warning or error with these rules');
+    } finally {
+      await s.stop();
+    }
   });
 
   it('stop() during a never-ending first list rejects start()', async () => {
