@@ -17,7 +17,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { parseAllDocuments } from 'yaml';
+import { RUN_OPTIONS } from '../../../src/cli/run.ts';
 import { startKube, type KubeEnv } from '../../env/kube.ts';
 import {
   DEPLOY_DIR,
@@ -285,6 +287,15 @@ void describe('deploy/ (kustomize) on a real API server', () => {
     assert.ok(must(objs, 'Role', 'vmmem-secrets', 'vms'));
     const bindings = objs.filter((o) => o.kind.endsWith('Binding')) as (Obj & { subjects: { kind: string; name: string; namespace: string }[] })[];
     for (const b of bindings) assert.deepEqual(b.subjects, [{ kind: 'ServiceAccount', name: 'vmmem', namespace: 'vmmem-system' }], `${b.kind} ${b.metadata.name}`);
+  });
+
+  void it('every Deployment args list (base and overlays) parses with the real `vmmem run` options', () => {
+    for (const k of KUSTOMIZATIONS) {
+      const [command, ...args] = deploymentOf(rendered.get(k)!).template.spec.containers[0]!.args;
+      assert.equal(command, 'run', k);
+      // strict: an unknown or misspelt flag throws, as `vmmem run` would exit 2 on it.
+      assert.doesNotThrow(() => parseArgs({ args, options: RUN_OPTIONS, allowPositionals: false, strict: true }), `deploy/${k}: ${args.join(' ')}`);
+    }
   });
 
   void it('overlays/single-namespace: Role-only, --namespace=vms', () => {
