@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { RUN_OPTIONS } from '../../../src/cli/run.ts';
+import { LEADER_ELECTION_RULES, OPERATOR_RULES } from '../../../src/kube/rbac.ts';
 import { startKube, type KubeEnv } from '../../env/kube.ts';
 import {
   DEPLOY_DIR,
@@ -296,6 +297,25 @@ void describe('deploy/ (kustomize) on a real API server', () => {
       // strict: an unknown or misspelt flag throws, as `vmmem run` would exit 2 on it.
       assert.doesNotThrow(() => parseArgs({ args, options: RUN_OPTIONS, allowPositionals: false, strict: true }), `deploy/${k}: ${args.join(' ')}`);
     }
+  });
+
+  void it('deploy RBAC grants exactly the rules the Kubernetes adapter declares (src/kube/rbac.ts)', () => {
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+    // Flatten to "verb group/resource" so rule grouping does not matter.
+    const flat = (rules: readonly Rule[]) => [...new Set(rules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${v} ${g}/${res}`)))))].sort();
+    const rulesOf = (objs: Obj[], kind: string, name: string, ns?: string) => (must(objs, kind, name, ns) as Obj & { rules: Rule[] }).rules;
+    const secrets = OPERATOR_RULES.filter((r) => r.resources.includes('secrets'));
+    const others = OPERATOR_RULES.filter((r) => !r.resources.includes('secrets'));
+    const base = rendered.get('base')!;
+    assert.deepEqual(flat(rulesOf(base, 'ClusterRole', 'vmmem')), flat(others), 'ClusterRole vmmem = OPERATOR_RULES without Secrets');
+    assert.deepEqual(flat(rulesOf(base, 'Role', 'vmmem-secrets', 'vms')), flat(secrets), 'Secrets: the same rule, per namespace');
+    // Leases: the same verbs; get/update narrowed to the Lease vmmem uses.
+    const lease = rulesOf(base, 'Role', 'vmmem-leader-election', 'vmmem-system');
+    assert.deepEqual(flat(lease), flat(LEADER_ELECTION_RULES));
+    assert.ok(lease.filter((r) => r.verbs.some((v) => v !== 'create')).every((r) => r.resourceNames?.join() === 'vmmem-leader'));
+    const single = rendered.get('overlays/single-namespace')!;
+    assert.deepEqual(flat(rulesOf(single, 'Role', 'vmmem', 'vms')), flat(others), 'single-namespace Role = the ClusterRole rules');
+    assert.deepEqual(flat(rulesOf(rendered.get('overlays/cluster-secrets')!, 'ClusterRole', 'vmmem-secrets')), flat(secrets));
   });
 
   void it('overlays/single-namespace: Role-only, --namespace=vms', () => {

@@ -2,7 +2,7 @@
 // operator's ServiceAccount identity, using the RBAC exactly as deploy/ renders it:
 //  - the client certificate identity applyOperatorRbac() returns is the same user and groups as a
 //    real ServiceAccount token (TokenRequest) of vmmem-system/vmmem;
-//  - it CAN do what the operator does (list/watch/get VMMs and Hypervisors, write their status,
+//  - it CAN do what the operator does (list/watch/get VMMs and Hypervisors, merge-patch their status,
 //    create/patch events.k8s.io Events, get a Secret in `vms`, create/get/update its Lease);
 //  - it CANNOT do anything else tried here (other Secrets, listing Secrets, writing spec, deleting
 //    or creating VMMs, ConfigMaps/Pods/Deployments, other Leases, core Events, RBAC);
@@ -103,10 +103,11 @@ void describe('operator RBAC (deploy/) on a real API server', () => {
     await expectStatus(as('GET', HV), 200, 'get Hypervisor');
   });
 
-  void it('CAN patch and update the status subresource of both kinds, and that leaves spec alone', async () => {
+  void it('CAN merge-patch the status subresource of both kinds, and that leaves spec alone', async () => {
     const status = {
       status: {
         observedGeneration: 1,
+        lastSyncTime: NOW,
         conditions: [
           { type: 'Ready', status: 'Unknown', reason: 'Reconciling', message: 'observing', observedGeneration: 1, lastTransitionTime: NOW },
           { type: 'Reconciling', status: 'True', reason: 'Reconciling', message: 'observing', observedGeneration: 1, lastTransitionTime: NOW },
@@ -114,17 +115,21 @@ void describe('operator RBAC (deploy/) on a real API server', () => {
       },
     };
     await expectStatus(as('PATCH', `${VMM}/status`, status, MERGE), 200, 'merge-patch VMM status');
-    const cur = JSON.parse((await expectStatus(as('GET', `${VMM}/status`), 200, 'get VMM status')).body) as Record<string, unknown> & { status: { observedGeneration: number } };
+    // Reads go to the main resource (get on virtualmachinememories).
+    const cur = JSON.parse((await expectStatus(as('GET', VMM), 200, 'get VMM')).body) as { status: { observedGeneration: number } };
     assert.equal(cur.status.observedGeneration, 1);
-    // update (PUT) with the resourceVersion just read, as a retry-on-409 client does.
-    (cur.status as Record<string, unknown>).lastSyncTime = NOW;
-    await expectStatus(as('PUT', `${VMM}/status`, cur), 200, 'update VMM status');
     await expectStatus(as('PATCH', `${HV}/status`, { status: { observedGeneration: 1, type: 'qemu', version: '9.0.0' } }, MERGE), 200, 'merge-patch Hypervisor status');
     // A spec change smuggled into a status write is ignored by the status subresource.
     await expectStatus(as('PATCH', `${VMM}/status`, { spec: { maxMemory: '1Gi' } }, MERGE), 200, 'status patch carrying spec');
     const after = await admin('GET', VMM);
     assert.equal((after.spec as { maxMemory: string }).maxMemory, '8Gi');
     assert.equal((after.status as { lastSyncTime: string }).lastSyncTime, NOW);
+  });
+
+  void it('CANNOT PUT or GET the status subresource (vmmem only merge-patches it)', async () => {
+    const cur = await admin('GET', VMM);
+    await expectStatus(as('PUT', `${VMM}/status`, cur), 403, 'update VMM status');
+    await expectStatus(as('GET', `${VMM}/status`), 403, 'get VMM status');
   });
 
   void it('CAN create and patch events.k8s.io/v1 Events', async () => {
@@ -245,16 +250,12 @@ void describe('operator RBAC (deploy/) on a real API server', () => {
     const clusterRules = [
       'create events.k8s.io/events',
       'get vmmem.io/hypervisors',
-      'get vmmem.io/hypervisors/status',
       'get vmmem.io/virtualmachinememories',
-      'get vmmem.io/virtualmachinememories/status',
       'list vmmem.io/hypervisors',
       'list vmmem.io/virtualmachinememories',
       'patch events.k8s.io/events',
       'patch vmmem.io/hypervisors/status',
       'patch vmmem.io/virtualmachinememories/status',
-      'update vmmem.io/hypervisors/status',
-      'update vmmem.io/virtualmachinememories/status',
       'watch vmmem.io/hypervisors',
       'watch vmmem.io/virtualmachinememories',
     ];
