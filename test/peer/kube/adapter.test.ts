@@ -405,10 +405,22 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
   });
 
   it('catches up after a partition with a kube-apiserver restart in it (410 → relist → diff)', async () => {
-    for (const n of ['p-a', 'p-b', 'p-c']) await create(vmm(n));
+    for (const n of ['p-a', 'p-b', 'p-c', 'p-g']) await create(vmm(n));
+    // A second store through the same proxy that never relists because of failures alone: it must
+    // resume its watch from its resourceVersion, get 410 Gone (new watch cache), relist and diff.
+    const rec2 = recorder();
+    const resumer = new KubeStore(proxy.kubeConfig(env.kubeConfig), captureLogger([]), {
+      namespace: NS,
+      requestTimeoutMs: 3000,
+      informer: { minBackoffMs: 50, maxBackoffMs: 1000, idleTimeoutMs: 2500, relistAfterFailures: 1_000_000 },
+    });
+    await resumer.start(rec2.handlers);
     await waitFor('p-* cached', () => converged(store, 'VirtualMachineMemory'));
+    await waitFor('p-* cached (resumer)', () => converged(resumer, 'VirtualMachineMemory'));
     const before = store.informerStats()!.VirtualMachineMemory;
+    const before2 = resumer.informerStats()!.VirtualMachineMemory;
     rec.changes.length = 0;
+    rec2.changes.length = 0;
 
     proxy.setMode('refuse'); // the store is cut off; the admin client is not
     await create(vmm('p-d'));
@@ -418,6 +430,9 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
     await create(vmm('p-e'));
     await remove('VirtualMachineMemory', 'p-c');
     await create(hypervisor('p-hv'));
+    const oldUid = store.get('VirtualMachineMemory', { namespace: NS, name: 'p-g' })!.metadata.uid;
+    await remove('VirtualMachineMemory', 'p-g'); // deleted and re-created under the same name
+    const newUid = (await create(vmm('p-g', '4Gi'))).metadata.uid;
     await sleep(300);
     assert.equal(store.get('VirtualMachineMemory', { namespace: NS, name: 'p-d' }), undefined, 'really cut off');
     proxy.setMode('open');
@@ -428,8 +443,19 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
       assert.ok(rec.has('VirtualMachineMemory', name, change), `${change} ${name} emitted`);
     }
     assert.ok(rec.has('Hypervisor', 'p-hv', 'add'));
+    assert.notEqual(oldUid, newUid);
+    assert.equal(store.get('VirtualMachineMemory', { namespace: NS, name: 'p-g' })!.metadata.uid, newUid);
+    const pg = rec.changes.filter((c) => c.key === `${NS}/p-g`).map((c) => c.change);
+    assert.deepEqual(pg, ['delete', 'add'], 'a re-created object is announced as delete + add');
     const st = store.informerStats()!.VirtualMachineMemory;
     assert.ok(st.lists > before.lists, `relisted (${JSON.stringify(before)} → ${JSON.stringify(st)})`);
+    await waitFor('resumer converged', () => converged(resumer, 'VirtualMachineMemory'), 20_000);
+    for (const [name, change] of [['p-d', 'add'], ['p-a', 'update'], ['p-b', 'delete'], ['p-e', 'add'], ['p-c', 'delete']] as const) {
+      assert.ok(rec2.has('VirtualMachineMemory', name, change), `${change} ${name} emitted (resumer)`);
+    }
+    const st2 = resumer.informerStats()!.VirtualMachineMemory;
+    assert.ok(st2.gone > before2.gone, `resumer relisted because of 410 Gone (${JSON.stringify(before2)} → ${JSON.stringify(st2)})`);
+    await resumer.stop();
     assert.equal(store.synced, true);
 
     // And the watch works again afterwards.
