@@ -15,7 +15,12 @@ export interface CelRule {
   reason?: 'FieldValueInvalid' | 'FieldValueRequired' | 'FieldValueForbidden' | 'FieldValueDuplicate';
 }
 
-const WHOLE_BYTES_CEL = "isQuantity(self) && quantity(self).isInteger() && quantity(self).compareTo(quantity('0')) >= 0";
+// CEL's isInteger() looks at how a quantity is written ("1.5Gi" is not an
+// "integer" to it although it is 1610612736 bytes), so test the value: below
+// 2^53 a double holds every whole number exactly, and above it no fraction of a
+// byte is representable anyway (the controller checks those exactly).
+const WHOLE_BYTES_CEL =
+  "isQuantity(self) && quantity(self).compareTo(quantity('0')) >= 0 && (!quantity(self).isLessThan(quantity('8Pi')) || quantity(self).asApproximateFloat() == double(int(quantity(self).asApproximateFloat())))";
 
 /** A memory quantity string (e.g. "8Gi") that must be a whole, non-negative number of bytes. */
 export function quantityField(description: string, opts: { positive?: boolean } = {}) {

@@ -41,3 +41,16 @@ export function schemaFor(apiVersion: unknown, kind: unknown) {
   if (kind === HYPERVISOR_KIND) return HypervisorSchema;
   return undefined;
 }
+
+/**
+ * `field: null` means "absent" to the Kubernetes API server (it drops nulls
+ * from custom resources before validating). vmmem reads manifests the same
+ * way so `vmmem validate`, standalone mode and `kubectl apply` agree.
+ */
+export function withoutNulls<T>(value: T): T {
+  if (Array.isArray(value)) return value.map((v) => withoutNulls(v)) as T;
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== null) out[k] = withoutNulls(v);
+  return out as T;
+}

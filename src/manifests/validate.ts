@@ -5,7 +5,7 @@
  */
 import type { z } from 'zod';
 import { GROUP, HYPERVISOR_KIND, VERSION, VMM_KIND } from '../api/group.ts';
-import { HypervisorSchema, VirtualMachineMemorySchema } from '../api/objects.ts';
+import { HypervisorSchema, VirtualMachineMemorySchema, withoutNulls } from '../api/objects.ts';
 import type { ManifestObject } from './load.ts';
 
 export interface ObjectProblem {
@@ -32,7 +32,7 @@ export function objectLabel(obj: Record<string, unknown>): string {
 }
 
 export function validateManifestObject(mo: ManifestObject): ObjectProblem[] {
-  const obj = mo.object;
+  const obj = withoutNulls(mo.object);
   if (!isOwned(obj)) return [];
   const label = objectLabel(obj);
   const problem = (path: (string | number)[], message: string): ObjectProblem => ({

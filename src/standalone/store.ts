@@ -8,6 +8,7 @@ import { watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { HYPERVISOR_KIND, VMM_KIND } from '../api/group.ts';
 import { expandPaths, loadManifestFile } from '../manifests/load.ts';
+import { withoutNulls } from '../api/objects.ts';
 import type { ChangeHandlers, EventType, ObjectKey, ObjectStore, ResourceKind, StoredObject } from '../controller/ports.ts';
 import { keyString } from '../controller/ports.ts';
 import type { Logger } from '../controller/pool.ts';
@@ -130,7 +131,7 @@ export class ManifestStore implements ObjectStore {
       }
       for (const p of parsed.problems) this.opts.log.error({ file: p.file, line: p.line, err: p.message }, 'manifest not loaded');
       for (const mo of parsed.objects) {
-        const o = mo.object;
+        const o = withoutNulls(mo.object);
         const meta = (o.metadata ?? {}) as Record<string, unknown>;
         const name = typeof meta.name === 'string' ? meta.name : undefined;
         const namespace = typeof meta.namespace === 'string' ? meta.namespace : 'default';

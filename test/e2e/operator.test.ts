@@ -267,9 +267,10 @@ test('bad Hypervisors: unreachable URI and missing Secret give a clear condition
     assert.match(condition(g, 'Ready')?.message ?? '', /Secret "nope" not found/);
     const hv = JSON.parse((await env.request('GET', `${HV_PATH}/gone`)).body) as { status?: { conditions?: Condition[] } };
     assert.equal(hv.status?.conditions?.find((c) => c.type === 'Connected')?.status, 'False');
-    const events = JSON.parse((await env.request('GET', `/apis/events.k8s.io/v1/namespaces/${NS}/events`)).body) as { items: { reason: string; type: string; regarding: { name: string } }[] };
-    assert.ok(events.items.some((e) => e.type === 'Warning' && e.reason === 'HypervisorUnreachable' && e.regarding.name === 'vm-f'), 'Warning event for vm-f');
-    assert.ok(events.items.some((e) => e.type === 'Warning' && e.reason === 'SecretNotFound' && e.regarding.name === 'vm-g'), 'Warning event for vm-g');
+    type Ev = { reason: string; type: string; regarding: { name: string } };
+    const events = async () => (JSON.parse((await env.request('GET', `/apis/events.k8s.io/v1/namespaces/${NS}/events`)).body) as { items: Ev[] }).items;
+    await waitFor('Warning event for vm-f', async () => (await events()).some((e) => e.type === 'Warning' && e.reason === 'HypervisorUnreachable' && e.regarding.name === 'vm-f'), 10_000);
+    await waitFor('Warning event for vm-g', async () => (await events()).some((e) => e.type === 'Warning' && e.reason === 'SecretNotFound' && e.regarding.name === 'vm-g'), 10_000);
     // Creating the Secret later heals it without a restart.
     await env.request('POST', `/api/v1/namespaces/${NS}/secrets`, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'nope' }, stringData: { username: 'u', password: 'p4ssw0rd-e2e' } });
     await readyAt('vm-g');

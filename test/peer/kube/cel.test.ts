@@ -91,3 +91,19 @@ test('kubectl explain shows the field descriptions', async () => {
   assert.match(short, /vmm,vmmem/);
   assert.match(short, /hv/);
 });
+
+test('the API server and vmmem validate agree on which quantities are whole bytes', async () => {
+  const { parseQuantity } = await import('../../../src/api/quantity.ts');
+  const cases = ['8.5Gi', '1.5Gi', '0.5Ki', '1.25Mi', '1e3', '1.5e9', '1000m', '2000m', '8Gi', '1500m', '0.5', '3.5', '1e-1', '-1Gi'];
+  for (const value of cases) {
+    let zodAccepts = true;
+    try {
+      parseQuantity(value, 'spec.maxMemory');
+    } catch {
+      zodAccepts = false;
+    }
+    const obj = { apiVersion: 'vmmem.io/v1alpha1', kind: 'VirtualMachineMemory', metadata: { name: 'q', namespace: 'default' }, spec: { hypervisorRef: { name: 'h' }, vm: { name: 'a' }, maxMemory: value } };
+    const res = await create(obj, true);
+    assert.equal(res.status === 201, zodAccepts, `${value}: API server ${res.status}, vmmem ${zodAccepts ? 'accepts' : 'rejects'}: ${res.body.slice(0, 200)}`);
+  }
+});
