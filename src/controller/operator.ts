@@ -12,7 +12,7 @@ import type { Metrics } from './metrics.ts';
 import { HypervisorPool } from './pool.ts';
 import type { ObjectKey, ObjectStore, StoredObject } from './ports.ts';
 import { keyString, parseKey } from './ports.ts';
-import { Reconciler } from './reconciler.ts';
+import { Reconciler, withReconcileLog } from './reconciler.ts';
 import { Controller } from './runner.ts';
 
 export interface OperatorOptions {
@@ -59,14 +59,14 @@ export class Operator {
       concurrency: opts.concurrency ?? 4,
       logger: opts.log,
       ...(metrics ? { metrics } : {}),
-      reconcile: (key) => this.reconciler.reconcileVMM(parseKey(key)),
+      reconcile: (key, ctx) => withReconcileLog(ctx.log, () => this.reconciler.reconcileVMM(parseKey(key))),
     });
     this.hypervisors = new Controller({
       name: 'hypervisor',
       concurrency: 2,
       logger: opts.log,
       ...(metrics ? { metrics } : {}),
-      reconcile: (key) => this.reconciler.reconcileHypervisor(parseKey(key)),
+      reconcile: (key, ctx) => withReconcileLog(ctx.log, () => this.reconciler.reconcileHypervisor(parseKey(key))),
     });
   }
 

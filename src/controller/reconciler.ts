@@ -4,6 +4,7 @@
  * observe → plan → apply → observe → status. Hypervisor: connect → identify
  * → status. Queueing, backoff and workers live in runner.ts, out of sight.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { HypervisorSpecSchema } from '../api/hypervisor.ts';
 import { parseDuration } from '../api/duration.ts';
 import { formatQuantity } from '../api/quantity.ts';
@@ -23,6 +24,14 @@ import type { ObjectKey, ObjectStore, StoredObject } from './ports.ts';
 import { keyString } from './ports.ts';
 import type { BalloonState, VMMFailure } from './status.ts';
 import { initialStatus, sameStatus, statusForFailure, statusForOutcome } from './status.ts';
+
+/** The logger of the reconcile in progress (bound to its key and reconcile ID by the runner). */
+const reconcileLog = new AsyncLocalStorage<Logger>();
+
+/** Runs `fn` with `log` as the reconcilers' logger, so every line carries the reconcile's fields. */
+export function withReconcileLog<T>(log: Logger, fn: () => Promise<T>): Promise<T> {
+  return reconcileLog.run(log, fn);
+}
 
 export interface Result {
   requeueAfter?: number;
@@ -78,6 +87,10 @@ export class Reconciler {
 
   constructor(opts: ReconcilerOptions) {
     this.opts = opts;
+  }
+
+  private get log(): Logger {
+    return reconcileLog.getStore() ?? this.opts.log;
   }
 
   private now(): number {
@@ -205,7 +218,7 @@ export class Reconciler {
 
     if (planned.steps.length > 0) {
       const steps = planned.steps;
-      this.opts.log.info({ vmm: keyString(key), vm: vm.name, steps: steps.map(describeStep) }, 'applying plan');
+      this.log.info({ vmm: keyString(key), vm: vm.name, steps: steps.map(describeStep) }, 'applying plan');
       try {
         await this.timeCall(driver, 'apply', () => driver.apply(vm, steps));
         await this.event(obj, 'Normal', 'Applied', `${vm.name}: ${steps.map(describeStep).join('; ')}`, 'SetMemory');
@@ -290,7 +303,7 @@ export class Reconciler {
     const key = { namespace: obj.metadata.namespace, name: obj.metadata.name };
     const generation = obj.metadata.generation ?? 1;
     const nowText = nowRFC3339(new Date(this.now()));
-    this.opts.log.warn({ vmm: keyString(key), reason: failure.reason, err: failure.message }, 'VirtualMachineMemory not converged');
+    this.log.warn({ vmm: keyString(key), reason: failure.reason, err: failure.message }, 'VirtualMachineMemory not converged');
     await this.writeStatus(key, (fresh) => {
       if ((fresh.metadata.generation ?? 1) !== generation) return undefined;
       return statusForFailure(fresh.status as VMMStatus | undefined, generation, failure, nowText);
@@ -310,7 +323,7 @@ export class Reconciler {
       await this.opts.store.recordEvent(obj, type, reason, note, action);
     } catch (err) {
       // Events are best effort: never fail a reconcile because one could not be recorded.
-      this.opts.log.warn({ object: `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`, reason, err: (err as Error).message }, 'could not record event');
+      this.log.warn({ object: `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`, reason, err: (err as Error).message }, 'could not record event');
     }
   }
 
