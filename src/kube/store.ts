@@ -235,7 +235,8 @@ export class KubeStore implements ObjectStore {
     this.stopped = true;
     const pending = [...this.series.values()].filter((s) => s.timer);
     for (const s of pending) clearTimeout(s.timer);
-    await Promise.allSettled(pending.map((s) => this.flushSeries(s)));
+    // Bounded: shutdown must not wait a full request timeout on an unreachable API server.
+    await Promise.allSettled(pending.map((s) => this.flushSeries(s, Math.min(this.timeoutMs, 5000))));
     this.series.clear();
     if (this.informers) await Promise.all(Object.values(this.informers).map((i) => i.stop()));
   }
@@ -392,7 +393,7 @@ export class KubeStore implements ObjectStore {
     }
   }
 
-  private async flushSeries(s: Series): Promise<void> {
+  private async flushSeries(s: Series, timeoutMs = this.timeoutMs): Promise<void> {
     if (s.count === s.flushedCount) return;
     const count = s.count;
     try {
@@ -403,7 +404,7 @@ export class KubeStore implements ObjectStore {
           body: { series: { count, lastObservedTime: new k8s.V1MicroTime(s.lastObserved.getTime()) } },
           fieldManager: this.fieldManager,
         },
-        requestOptions(this.timeoutMs, k8s.PatchStrategy.MergePatch),
+        requestOptions(timeoutMs, k8s.PatchStrategy.MergePatch),
       );
       s.flushedCount = count;
     } catch (e) {

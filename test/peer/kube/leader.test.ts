@@ -169,7 +169,7 @@ describe('LeaderElector against a real kube-apiserver', { timeout: 90_000 }, () 
     proxy.refuse(true);
     await waitFor('a steps down', () => !a.el.isLeader, FAST.renewDeadlineMs + 1500);
     const down = a.rec.stopped[0]! - cut;
-    assert.ok(down <= FAST.renewDeadlineMs + 300, `stepped down ${down} ms after the cut (renew deadline ${FAST.renewDeadlineMs})`);
+    assert.ok(down <= FAST.renewDeadlineMs + 700, `stepped down ${down} ms after the cut (renew deadline ${FAST.renewDeadlineMs})`);
     assert.equal(a.rec.signal?.aborted, true);
     assert.deepEqual(a.rec.reasons, ['lost']);
     await waitFor('b takes over', () => b.el.isLeader, FAST.leaseDurationMs + 2000);
@@ -196,7 +196,7 @@ describe('LeaderElector against a real kube-apiserver', { timeout: 90_000 }, () 
     const t0 = Date.now();
     await env.stopApiServer();
     await waitFor('a steps down', () => !a.el.isLeader, FAST.renewDeadlineMs + 2000);
-    assert.ok(a.rec.stopped[0]! - t0 <= FAST.renewDeadlineMs + 300, `stepped down after ${a.rec.stopped[0]! - t0} ms`);
+    assert.ok(a.rec.stopped[0]! - t0 <= FAST.renewDeadlineMs + 700, `stepped down after ${a.rec.stopped[0]! - t0} ms`);
     await env.startApiServer();
     await waitFor('a leads again', () => a.el.isLeader, 10_000); // still its lease: re-acquired at once
     assert.equal(a.rec.started.length, 2);
