@@ -86,7 +86,7 @@ export async function runCommand(args: string[], io: CommandIO): Promise<number>
 }
 
 interface LeaderLike {
-  run(callbacks: { onStartedLeading(signal: AbortSignal): void; onStoppedLeading(): void }): Promise<void>;
+  run(callbacks: { onStartedLeading(signal: AbortSignal): void; onStoppedLeading(reason: 'lost' | 'released'): void }): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -160,8 +160,9 @@ async function runForever(
         log.info({}, 'became leader: reconciling');
         operator.startWorkers();
       },
-      onStoppedLeading: () => {
+      onStoppedLeading: (reason) => {
         metrics.setLeader('vmmem', false);
+        if (reason === 'released') return; // our own SIGTERM: already shutting down
         // Like controller-runtime: a replica that lost the lease exits and restarts clean.
         log.error({}, 'lost leadership: exiting');
         void stop('lost leadership', 1).then(() => process.exit(1));

@@ -55,6 +55,8 @@ export class HypervisorPool {
   private readonly entries = new Map<string, Entry>();
   private readonly connecting = new Map<string, Promise<Entry>>();
   private readonly warnedInsecure = new Set<string>();
+  /** Secret reads, briefly cached: thousands of VMMs share a handful of Hypervisors. */
+  private readonly secretCache = new Map<string, { at: number; data: Record<string, string> | undefined }>();
   private readonly opts: PoolOptions;
 
   constructor(opts: PoolOptions) {
@@ -127,10 +129,20 @@ export class HypervisorPool {
     await Promise.all([...this.entries.keys()].map((id) => this.invalidate(parseId(id), 'shutting down')));
   }
 
+  private async cachedSecret(key: ObjectKey): Promise<Record<string, string> | undefined> {
+    const id = keyString(key);
+    const hit = this.secretCache.get(id);
+    // A missing Secret is not cached: creating it should heal the Hypervisor at the next retry.
+    if (hit && hit.data && Date.now() - hit.at < SECRET_TTL_MS) return hit.data;
+    const data = await this.opts.store.getSecret(key);
+    this.secretCache.set(id, { at: Date.now(), data });
+    return data;
+  }
+
   private async credentials(key: ObjectKey, spec: HypervisorSpec): Promise<Credentials> {
     const creds: Credentials = {};
     const read = async (name: string, what: string) => {
-      const data = await this.opts.store.getSecret({ namespace: key.namespace, name });
+      const data = await this.cachedSecret({ namespace: key.namespace, name });
       if (!data) {
         throw new ConnectionSetupError('SecretNotFound', `Hypervisor ${keyString(key)}: ${what} Secret "${name}" not found in namespace ${key.namespace}`, false);
       }
@@ -155,6 +167,8 @@ export class HypervisorPool {
     return creds;
   }
 }
+
+const SECRET_TTL_MS = 30_000;
 
 function assign(creds: Credentials, key: keyof Credentials, value: string | undefined): void {
   if (value !== undefined && value !== '') creds[key] = value;
