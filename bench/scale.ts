@@ -35,7 +35,7 @@ const { values: args } = parseArgs({
     'latency-ms': { type: 'string', default: '2' },
     concurrency: { type: 'string', default: '16' },
     'idle-seconds': { type: 'string', default: '60' },
-    'drift-samples': { type: 'string', default: '40' },
+    'drift-samples': { type: 'string', default: '20' },
     'vms-per-host': { type: 'string', default: '100' },
     child: { type: 'boolean', default: false },
     kubeconfig: { type: 'string' },
@@ -95,7 +95,7 @@ async function child(): Promise<void> {
           const started = performance.now();
           host.setLive(req.vm as string, { memory: parseQuantity(req.memory as string, 'memory') });
           while (host.vm(req.vm as string)?.live?.memory !== want) {
-            if (performance.now() - started > 30_000) return reply({ ms: -1 });
+            if (performance.now() - started > DRIFT_TIMEOUT_MS) return reply({ ms: -1 });
             await sleep(1);
           }
           return reply({ ms: performance.now() - started });
@@ -200,6 +200,8 @@ function percentile(values: number[], p: number): number {
 }
 
 const fmt = (x: number, d = 2) => x.toFixed(d);
+/** A drift not corrected within this long counts as this long (censored) and as a miss. */
+const DRIFT_TIMEOUT_MS = 15_000;
 
 async function parent(): Promise<void> {
   const { startKube } = await import('../test/env/kube.ts');
@@ -300,15 +302,17 @@ async function parent(): Promise<void> {
 
     // ---- out-of-band drift, event-driven correction
     const samples: number[] = [];
+    let misses = 0;
     const driftN = Number(args['drift-samples']);
     for (let i = 0; i < driftN; i++) {
       const v = w.vmms[Math.floor((i * 7919) % n)] as { vm: string; host: number };
       const r = await handle.ask<{ ms?: number; error?: string }>({ op: 'drift', inventory: w.inventories[v.host], vm: v.vm, memory: i % 2 ? '2Gi' : '5Gi' });
-      if (r.error || r.ms === undefined || r.ms < 0) throw new Error(`drift on ${v.vm}: ${r.error ?? 'not corrected within 30 s'}`);
-      samples.push(r.ms);
+      if (r.error || r.ms === undefined) throw new Error(`drift on ${v.vm}: ${r.error ?? 'no answer'}`);
+      if (r.ms < 0) misses++;
+      samples.push(r.ms < 0 ? DRIFT_TIMEOUT_MS : r.ms);
       await sleep(50);
     }
-    console.log(`out-of-band drift corrected (event-driven): p50 ${fmt(percentile(samples, 50), 1)} ms, p95 ${fmt(percentile(samples, 95), 1)} ms, max ${fmt(Math.max(...samples), 1)} ms over ${samples.length} samples`);
+    console.log(`out-of-band drift corrected (event-driven): p50 ${fmt(percentile(samples, 50), 1)} ms, p95 ${fmt(percentile(samples, 95), 1)} ms, max ${fmt(Math.max(...samples), 1)} ms over ${samples.length} samples${misses ? ` (${misses} not corrected within ${DRIFT_TIMEOUT_MS / 1000} s, counted as ${DRIFT_TIMEOUT_MS / 1000} s)` : ''}`);
     const rssMiB = statusKiB(op.pid as number, 'VmHWM') / 1024;
 
     // ---- stop the operator (its profile is written on exit)
