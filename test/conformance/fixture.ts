@@ -90,6 +90,17 @@ export interface ConformanceCapabilities {
    * its old value (device without a guest driver), 'unreported' is absent.
    */
   balloonActual: 'follows' | 'stays' | 'unreported';
+  /**
+   * Whether the peer reports a running VM's live balloon *target*.
+   * 'observable' (default): live.memory is the target, whoever set it (sim,
+   * the libvirt test driver, Xen). 'remembered': the peer reports only the
+   * balloon's actual size (QEMU through libvirt: the live `<currentMemory>`
+   * and virDomainGetInfo are the actual size), so live.memory is that size,
+   * except that a driver reports the target it set itself on the running
+   * instance until it restarts. Chooses which observe/apply assertions the
+   * suite makes; only meaningful with a live memory knob.
+   */
+  liveBalloonTarget?: 'observable' | 'remembered';
   /** driver.events() reports lifecycle events for power changes. */
   lifecycleEvents: boolean;
   /** Default 5000. */

@@ -35,6 +35,7 @@ const CAPABILITIES: Record<HypervisorType, ConformanceCapabilities> = {
     applies: [...libvirtApplies, ...memtuneApplies],
     refusals: [...libvirtRefusals, 'liveMaxMemory', 'liveMemoryWithoutBalloon', 'numaMaxMemory'],
     balloonActual: 'follows',
+    liveBalloonTarget: 'observable',
     lifecycleEvents: true,
   },
   test: {
@@ -45,6 +46,7 @@ const CAPABILITIES: Record<HypervisorType, ConformanceCapabilities> = {
     applies: [...libvirtApplies, ...memtuneApplies],
     refusals: [...libvirtRefusals, 'liveMaxMemory', 'numaMaxMemory'],
     balloonActual: 'follows',
+    liveBalloonTarget: 'observable',
     lifecycleEvents: true,
   },
   xen: {
@@ -55,6 +57,7 @@ const CAPABILITIES: Record<HypervisorType, ConformanceCapabilities> = {
     applies: [...libvirtApplies, { field: 'maxMemory', world: 'live', power: 'Running' }],
     refusals: [...libvirtRefusals, 'limitUnsupported'],
     balloonActual: 'follows',
+    liveBalloonTarget: 'observable',
     lifecycleEvents: true,
   },
   esx: {
@@ -79,11 +82,16 @@ const CAPABILITIES: Record<HypervisorType, ConformanceCapabilities> = {
   },
 };
 
-function simFixture(type: HypervisorType): ConformanceFixture {
-  const host = createSimHost({ type, hostMemory: '64Gi', vms: [] }, `conformance-${type}`);
+/**
+ * guest: 'responsive' (a guest balloon driver follows the target) or
+ * 'unresponsive' (a device but no guest driver: the target is accepted and
+ * kept, actual stays put: balloonActual 'stays').
+ */
+function simFixture(type: HypervisorType, guest: 'responsive' | 'unresponsive' = 'responsive'): ConformanceFixture {
+  const host = createSimHost({ type, hostMemory: '64Gi', vms: [] }, `conformance-${type}-${guest}`);
   const drivers: Driver[] = [];
   return {
-    capabilities: CAPABILITIES[type],
+    capabilities: guest === 'responsive' ? CAPABILITIES[type] : { ...CAPABILITIES[type], balloonActual: 'stays' },
     async connect() {
       const driver = new SimDriver({ uri: host.uri });
       await driver.connect();
@@ -98,7 +106,7 @@ function simFixture(type: HypervisorType): ConformanceFixture {
         maxMemory: String(spec.maxMemory),
         ...(type === 'esx' ? {} : { memory: String(spec.memory) }),
         ...(spec.persistent ? {} : { transient: true }),
-        balloon: spec.balloon ? 'responsive' : 'none',
+        balloon: spec.balloon ? guest : 'none',
         ...(spec.numa ? { numa: true } : {}),
         ...(spec.limit !== undefined ? { limit: spec.limit === 'unlimited' ? 'Unlimited' : String(spec.limit) } : {}),
         ...(spec.hotAdd
@@ -130,3 +138,4 @@ function simFixture(type: HypervisorType): ConformanceFixture {
 }
 
 for (const type of ['qemu', 'test', 'xen', 'esx'] as const) runConformance(`sim (${type})`, simFixture(type));
+runConformance('sim (qemu, balloon device without a guest driver)', simFixture('qemu', 'unresponsive'));

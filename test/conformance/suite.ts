@@ -54,6 +54,8 @@ export function runConformance(name: string, fixture: ConformanceFixture): void 
   const caps = fixture.capabilities;
   const memoryKnob = caps.applies.some((a) => a.field === 'memory');
   const balloonTimeout = caps.balloonTimeoutMs ?? 5000;
+  /** The peer reports the live balloon target (else only the balloon's actual size: QEMU via libvirt). */
+  const targetObservable = (caps.liveBalloonTarget ?? 'observable') === 'observable';
 
   function spec(overrides: Partial<VMSpec> = {}): VMSpec {
     const maxMemory = overrides.maxMemory ?? BASE_MAX;
@@ -142,10 +144,15 @@ export function runConformance(name: string, fixture: ConformanceFixture): void 
         assert.equal(o.persistent, true);
         assert.ok(o.live, 'a running VM has a live world');
         assert.ok(o.config, 'a persistent VM has a config world');
-        for (const w of [o.live, o.config]) {
+        for (const [world, w] of [['live', o.live], ['config', o.config]] as const) {
           assert.equal(w.maxMemory, s.maxMemory);
           assert.ok(w.memory > 0n && w.memory <= w.maxMemory, `memory ${w.memory} must be in (0, maxMemory ${w.maxMemory}]`);
-          if (memoryKnob) assert.equal(w.memory, s.memory);
+          if (memoryKnob && world === 'live' && !targetObservable) {
+            // The target set at boot is not reported: live memory is the balloon's actual size.
+            assert.equal(w.memory, o.balloon.actual, 'live.memory is the balloon\'s actual size (the target is not observable)');
+          } else if (memoryKnob) {
+            assert.equal(w.memory, s.memory, `${world}.memory is the VM's balloon target`);
+          }
           if (w.reservation !== undefined) assert.ok(w.reservation >= 0n && w.reservation <= w.memory);
           if (w.limit !== undefined && w.limit !== 'unlimited') assert.ok(w.limit > 0n);
         }
@@ -225,12 +232,9 @@ export function runConformance(name: string, fixture: ConformanceFixture): void 
             const step = stepFor(current, cap.field, cap.world, to);
             const result = await driver.apply(vm, [step]);
             assert.deepEqual(result.applied, [step]);
-            const liveBalloon = cap.field === 'memory' && cap.world === 'live';
-            if (liveBalloon && caps.balloonActual === 'stays') {
-              // The target is accepted; without a guest driver nothing observable has to move.
-              current = await driver.observe(vm);
-              continue;
-            }
+            // A live balloon target is reported at once (by the peer, or remembered by the driver
+            // that set it); where the balloon follows, wait for it rather than assume it.
+            const liveBalloon = cap.field === 'memory' && cap.world === 'live' && caps.balloonActual === 'follows';
             const after = liveBalloon
               ? await until(`${cap.field} to reach ${fmt(to)}`, balloonTimeout, async () => {
                 const o = await driver.observe(vm);
@@ -276,19 +280,62 @@ export function runConformance(name: string, fixture: ConformanceFixture): void 
         ? 'after a live memory change, balloon.actual reaches the target'
         : 'after a live memory change without a guest balloon driver, balloon.actual stays put';
       test(label, { timeout: TEST_TIMEOUT }, async () => {
-        await withVM({}, async ({ driver, vm }) => {
+        await withVM({}, async ({ driver, vm, spec: s }) => {
           const before = await driver.observe(vm);
-          const to = (before.live?.memory ?? BASE_MEMORY) + DELTA;
+          // From the VM's own target (512Mi), not live.memory: where the target is not
+          // observable that is the actual size, and actual + DELTA may exceed maxMemory.
+          const to = s.memory + DELTA;
           await driver.apply(vm, [stepFor(before, 'memory', 'live', to)]);
           if (caps.balloonActual === 'follows') {
             await until('balloon.actual to reach the target', balloonTimeout, async () =>
               (await driver.observe(vm)).balloon.actual === to ? true : undefined);
           } else {
             await new Promise((r) => setTimeout(r, 300));
-            assert.equal((await driver.observe(vm)).balloon.actual, before.balloon.actual);
+            const after = await driver.observe(vm);
+            assert.equal(after.balloon.actual, before.balloon.actual, 'balloon.actual stays put');
+            assert.equal(after.live?.memory, to, 'the accepted target is what live.memory reports');
           }
         });
       });
+
+      if (targetObservable) {
+        test('the live balloon target is observable: another connection sees the target this one set', { timeout: TEST_TIMEOUT }, async () => {
+          await withVM({}, async ({ driver, vm, spec: s }) => {
+            const to = s.memory + DELTA;
+            await driver.apply(vm, [stepFor(await driver.observe(vm), 'memory', 'live', to)]);
+            const other = await fixture.connect();
+            try {
+              assert.equal((await other.observe(await other.lookup({ uuid: vm.uuid }))).live?.memory, to);
+            } finally {
+              await other.close();
+            }
+          });
+        });
+      } else {
+        test('the live balloon target is not observable: the driver reports the target it set; another connection and a cold boot report the actual size', { timeout: TEST_TIMEOUT }, async () => {
+          await withVM({}, async ({ driver, vm, spec: s }) => {
+            const to = s.memory + DELTA;
+            await driver.apply(vm, [stepFor(await driver.observe(vm), 'memory', 'live', to)]);
+            assert.equal((await driver.observe(vm)).live?.memory, to, 'the driver that set the target reports it');
+            const other = await fixture.connect();
+            try {
+              const seen = await other.observe(await other.lookup({ uuid: vm.uuid }));
+              assert.ok(seen.balloon.actual !== undefined, 'balloon.actual is reported');
+              assert.equal(seen.live?.memory, seen.balloon.actual, 'another connection sees the actual size');
+              if (caps.balloonActual === 'stays') assert.notEqual(seen.live?.memory, to, 'nothing moved, so the target is not what it sees');
+            } finally {
+              await other.close();
+            }
+            await fixture.powerOff(s.name);
+            await fixture.powerOn(s.name);
+            const booted = await until('the VM to run again', 30_000, async () => {
+              const o = await driver.observe(vm);
+              return o.powerState === 'Running' && o.live ? o : undefined;
+            });
+            assert.equal(booted.live?.memory, booted.balloon.actual, 'after a cold boot the remembered target is forgotten');
+          });
+        });
+      }
     }
 
     // ------------------------------------------------------------- refuse

@@ -62,6 +62,8 @@ const capabilities: ConformanceCapabilities = {
   ],
   refusals: ['liveMaxMemory', 'memoryAboveMax', 'liveOnShutOff', 'configOnTransient', 'reservationUnsupported', 'offGranularity'],
   balloonActual: 'follows',
+  // The test driver keeps the live target and reports it (target = actual).
+  liveBalloonTarget: 'observable',
   lifecycleEvents: true,
 };
 
