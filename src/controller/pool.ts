@@ -54,6 +54,11 @@ export interface PoolOptions {
 export class HypervisorPool {
   private readonly entries = new Map<string, Entry>();
   private readonly connecting = new Map<string, Promise<Entry>>();
+  /**
+   * A connect that just failed, remembered briefly: a host that never answers
+   * would otherwise cost a full connect timeout for every VMM on it.
+   */
+  private readonly recentFailures = new Map<string, { fingerprint: string; at: number; error: unknown }>();
   private readonly warnedInsecure = new Set<string>();
   /** Secret reads, briefly cached: thousands of VMMs share a handful of Hypervisors. */
   private readonly secretCache = new Map<string, { at: number; data: Record<string, string> | undefined }>();
@@ -71,9 +76,22 @@ export class HypervisorPool {
     const current = this.entries.get(id);
     if (current && current.fingerprint === fingerprint) return current;
     if (current) await this.invalidate(key, 'Hypervisor spec or credentials changed');
+    const failed = this.recentFailures.get(id);
+    if (failed && failed.fingerprint === fingerprint && Date.now() - failed.at < FAILED_CONNECT_MEMORY_MS) throw failed.error;
     let pending = this.connecting.get(id);
     if (!pending) {
-      pending = this.connect(key, spec, credentials, fingerprint).finally(() => this.connecting.delete(id));
+      pending = this.connect(key, spec, credentials, fingerprint)
+        .then(
+          (entry) => {
+            this.recentFailures.delete(id);
+            return entry;
+          },
+          (error: unknown) => {
+            this.recentFailures.set(id, { fingerprint, at: Date.now(), error });
+            throw error;
+          },
+        )
+        .finally(() => this.connecting.delete(id));
       this.connecting.set(id, pending);
     }
     return pending;
@@ -169,6 +187,7 @@ export class HypervisorPool {
 }
 
 const SECRET_TTL_MS = 30_000;
+const FAILED_CONNECT_MEMORY_MS = 5_000;
 
 function assign(creds: Credentials, key: keyof Credentials, value: string | undefined): void {
   if (value !== undefined && value !== '') creds[key] = value;

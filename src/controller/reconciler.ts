@@ -224,9 +224,11 @@ export class Reconciler {
         await this.event(obj, 'Normal', 'Applied', `${vm.name}: ${steps.map(describeStep).join('; ')}`, 'SetMemory');
       } catch (err) {
         if (!(err instanceof DriverError) || err.code !== 'Refused') throw err;
-        const done = err.applied.length ? ` after ${err.applied.map(describeStep).join('; ')}` : '';
-        const message = `${err.op} refused on ${vm.name}${done}: ${err.hypervisorMessage ?? err.message}`;
-        await this.fail(obj, memo, { reason: 'HypervisorRefused', message, stalled: false });
+        const refused = steps[err.applied.length];
+        const done = err.applied.length ? ` (after ${err.applied.map(describeStep).join('; ')})` : '';
+        const message = `${err.op} refused ${refused ? describeStep(refused) : 'a step'} on ${vm.name}${done}: ${err.hypervisorMessage ?? err.message}`;
+        const now = await this.timeCall(driver, 'observe', () => driver.observe(vm)).catch(() => observed);
+        await this.fail(obj, memo, { reason: 'HypervisorRefused', message, stalled: false, observed: now });
         throw new RetryLater('HypervisorRefused', message, { cause: err });
       }
       observed = await this.timeCall(driver, 'observe', () => driver.observe(vm));

@@ -29,6 +29,8 @@ export interface VMMFailure {
   message: string;
   /** true: the user must change something (kstatus Stalled); false: vmmem keeps retrying. */
   stalled: boolean;
+  /** What was observed before the failure, when the VM was reached. */
+  observed?: ObservedVM;
 }
 
 const fmt = (v: bigint | Limit | undefined) => (v === undefined ? undefined : typeof v === 'bigint' ? formatQuantity(v) : formatLimit(v));
@@ -139,7 +141,8 @@ export function statusForFailure(existing: VMMStatus | undefined, generation: nu
     conditions: mergeConditions(existing?.conditions, conditions, generation, now),
     lastSyncTime: now,
   };
-  if (existing?.observed && !failure.stalled) status.observed = existing.observed;
+  if (failure.observed) status.observed = observedBlock(failure.observed);
+  else if (existing?.observed && !failure.stalled) status.observed = existing.observed;
   if (existing?.pending && restart?.status === 'True') status.pending = existing.pending;
   return status;
 }
