@@ -62,9 +62,20 @@ export function loadManifestText(file: string, text: string): { objects: Manifes
       for (const err of doc.errors) problems.push({ file, line: err.linePos?.[0]?.line ?? 1, message: `YAML syntax error: ${(err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}` });
       continue;
     }
-    const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+    } catch (err) {
+      problems.push({ file, line: lineAt(doc.contents?.range?.[0]), message: `YAML error: ${(err as Error).message}` });
+      continue;
+    }
     if (value === null || value === undefined) continue; // empty document
     const rootLine = lineAt(doc.contents?.range?.[0]);
+    const shape = shapeProblem(value);
+    if (shape) {
+      problems.push({ file, line: rootLine, message: shape });
+      continue;
+    }
     if (typeof value !== 'object' || Array.isArray(value)) {
       problems.push({ file, line: rootLine, message: 'document is not an object (a Kubernetes manifest is a mapping with apiVersion and kind)' });
       continue;
@@ -90,6 +101,26 @@ export function loadManifestText(file: string, text: string): { objects: Manifes
 
 export function loadManifestFile(file: string): { objects: ManifestObject[]; problems: ManifestProblem[] } {
   return loadManifestText(file, readSource(file));
+}
+
+const MAX_DEPTH = 2000;
+
+/** Manifests are trees: a recursive YAML alias or absurd nesting is an error, not a stack overflow later. */
+function shapeProblem(root: unknown): string | undefined {
+  const path = new Set<object>();
+  const visit = (v: unknown, depth: number): string | undefined => {
+    if (v === null || typeof v !== 'object') return undefined;
+    if (path.has(v)) return 'a YAML alias refers to itself (recursive anchor); manifests must be trees';
+    if (depth > MAX_DEPTH) return `nesting deeper than ${MAX_DEPTH} levels`;
+    path.add(v);
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      const problem = visit(child, depth + 1);
+      if (problem) return problem;
+    }
+    path.delete(v);
+    return undefined;
+  };
+  return visit(root, 0);
 }
 
 function nodeAt(doc: Document, path: readonly (string | number)[]): YamlNode | undefined {
