@@ -74,6 +74,11 @@ export class Operator {
   async start(opts: { workers?: boolean } = {}): Promise<void> {
     await this.store.start({
       onChange: (kind, key, change) => {
+        // Our own status writes come back as updates: only a new generation
+        // (a spec change) is work (controller-runtime's GenerationChangedPredicate).
+        if (change === 'update' && !this.generationChanged(kind, key)) return;
+        if (change === 'add') this.generationChanged(kind, key);
+        if (change === 'delete') this.generations.delete(`${kind}/${keyString(key)}`);
         if (kind === 'Hypervisor') {
           this.hypervisors.enqueue(keyString(key));
           for (const vmm of this.vmmsOf(key)) this.vmms.enqueue(keyString(vmm.metadata));
@@ -126,6 +131,16 @@ export class Operator {
     await Promise.all([this.vmms.stop({ drain: true, timeoutMs: 30_000 }), this.hypervisors.stop({ drain: true, timeoutMs: 30_000 })]);
     await this.pool.closeAll();
     await this.store.stop();
+  }
+
+  private readonly generations = new Map<string, number | undefined>();
+
+  private generationChanged(kind: 'VirtualMachineMemory' | 'Hypervisor', key: ObjectKey): boolean {
+    const id = `${kind}/${keyString(key)}`;
+    const generation = this.store.get(kind, key)?.metadata.generation;
+    const seen = this.generations.get(id);
+    this.generations.set(id, generation);
+    return generation === undefined || seen !== generation;
   }
 
   private vmmsOf(hv: ObjectKey): StoredObject[] {

@@ -163,8 +163,21 @@ export function initialStatus(generation: number, now: string): VMMStatus {
   };
 }
 
-/** Two statuses equal but for lastSyncTime: no need to write. */
+/**
+ * Two statuses equal but for lastSyncTime: no need to write. Compared
+ * canonically: the API server returns keys in its own order, and a
+ * key-order difference must not look like a change (it would write on every
+ * pass, and every write comes back as a watch event).
+ */
 export function sameStatus(a: unknown, b: unknown): boolean {
-  const strip = (s: unknown) => JSON.stringify(s, (k, v: unknown) => (k === 'lastSyncTime' ? undefined : v));
-  return strip(a) === strip(b);
+  return canonical(a, true) === canonical(b, true);
+}
+
+function canonical(v: unknown, top = false): string {
+  if (Array.isArray(v)) return `[${v.map((x) => canonical(x)).join(',')}]`;
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'undefined';
+  const keys = Object.keys(v)
+    .filter((k) => (v as Record<string, unknown>)[k] !== undefined && !(top && k === 'lastSyncTime'))
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
 }

@@ -170,6 +170,24 @@ test('a VMM converges, reports observed values at its generation, and kubectl wa
   }
 });
 
+test('a converged VMM stays quiet: re-syncs write nothing (no status/watch feedback loop)', async () => {
+  const r = await startReplica(env.kubeConfig);
+  try {
+    await apply(VMM_PATH, vmm('vm-a', { maxMemory: '4Gi', memory: '3Gi' }));
+    await readyAt('vm-a');
+    await new Promise((res) => setTimeout(res, 500));
+    const rv = (await getVMM('vm-a') as unknown as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
+    const calls = host.callLog.length;
+    await new Promise((res) => setTimeout(res, 4_500)); // two sync intervals
+    const after = (await getVMM('vm-a') as unknown as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
+    assert.equal(after, rv, 'no write while nothing changed');
+    assert.ok(host.callLog.length - calls <= 3 * 4, `re-syncs only observe (${host.callLog.length - calls} calls in two intervals)`);
+    assert.ok(!host.callLog.slice(calls).some((c) => /SetMemory/.test(c.op)), 'and never set anything');
+  } finally {
+    await r.stop();
+  }
+});
+
 test('a spec change converges again; a restart-requiring change is listed, and reverting it clears RestartRequired', async () => {
   const r = await startReplica(env.kubeConfig);
   try {

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { startKube, type KubeEnv } from '../../env/kube.ts';
 import { VMMSpecSchema } from '../../../src/api/vmm.ts';
+import { withoutNulls } from '../../../src/api/objects.ts';
 import { validSpec, vmmObject, vmmSpec } from '../../chaos/lib/arbitraries.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -106,14 +107,13 @@ test(`fuzz: ${RUNS} generated VMMs through the API server's CRD validation; zod 
 // with no value) is accepted by the API server, which prunes nulls of non-nullable fields and
 // stores the object without the field, but rejected by VMMSpecSchema ("expected string, received
 // null"), so `vmmem validate` and standalone mode refuse a manifest `kubectl apply` accepts.
-// Marked todo: it documents the disagreement without failing the suite until src/api treats
-// null as absent for optional fields.
-test('KNOWN DISAGREEMENT (src/api): an optional spec field set to null — server accepts, zod rejects', { todo: 'src/api/vmm.ts: optional fields reject null' }, async () => {
+// Fixed: vmmem now reads null as absent (src/api/objects.ts withoutNulls), as the server does.
+test('an optional spec field set to null: the API server and vmmem agree (null = absent)', async () => {
   const disagreements: string[] = [];
   for (const field of ['memory', 'reservation', 'limit', 'allowUnsafeLimit']) {
     const spec = { hypervisorRef: { name: 'hv' }, vm: { name: 'vm-1' }, maxMemory: '8Gi', [field]: null };
     const r = await env.request('POST', `${PATH}?fieldValidation=Strict`, vmmObject(`null-${field.toLowerCase()}`, spec, NS));
-    const zodOk = VMMSpecSchema.safeParse(spec).success;
+    const zodOk = VMMSpecSchema.safeParse(withoutNulls(spec)).success;
     if ((r.status === 201) !== zodOk) disagreements.push(`spec.${field}: null → server ${r.status}, zod ${zodOk ? 'accepts' : 'rejects'}`);
   }
   assert.deepEqual(disagreements, []);
