@@ -225,8 +225,8 @@ export class Reconciler {
       } catch (err) {
         if (!(err instanceof DriverError) || err.code !== 'Refused') throw err;
         const refused = steps[err.applied.length];
-        const done = err.applied.length ? ` (after ${err.applied.map(describeStep).join('; ')})` : '';
-        const message = `${err.op} refused ${refused ? describeStep(refused) : 'a step'} on ${vm.name}${done}: ${err.hypervisorMessage ?? err.message}`;
+        const done = err.applied.length ? `, after ${err.applied.map(describeStep).join('; ')}` : '';
+        const message = `${err.op} refused on ${vm.name} (${refused ? describeStep(refused) : 'a step'}${done}): ${err.hypervisorMessage ?? err.message}`;
         const now = await this.timeCall(driver, 'observe', () => driver.observe(vm)).catch(() => observed);
         await this.fail(obj, memo, { reason: 'HypervisorRefused', message, stalled: false, observed: now });
         throw new RetryLater('HypervisorRefused', message, { cause: err });
