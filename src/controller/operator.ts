@@ -4,7 +4,7 @@
  * Changes, driver events and sync timers all end up as keys in a queue.
  */
 import type { Condition } from '../api/conditions.ts';
-import { VMMSpecSchema } from '../api/vmm.ts';
+import { formatQuantity } from '../api/quantity.ts';
 import type { DriverEvent } from '../drivers/driver.ts';
 import type { Logger } from './log.ts';
 import { registerSecret } from './log.ts';
@@ -160,15 +160,34 @@ export class Operator {
       return;
     }
     for (const vmm of this.vmmsOf(hv)) {
-      const spec = VMMSpecSchema.safeParse(vmm.spec);
-      if (!spec.success) continue;
-      const { name, uuid } = spec.data.vm;
-      if ((name !== undefined && name === event.vm.name) || (uuid !== undefined && uuid.toLowerCase() === event.vm.uuid.toLowerCase())) {
+      const { name, uuid } = ((vmm.spec as { vm?: { name?: unknown; uuid?: unknown } } | undefined)?.vm ?? {}) as { name?: unknown; uuid?: unknown };
+      if (name === event.vm.name || (typeof uuid === 'string' && uuid.toLowerCase() === event.vm.uuid.toLowerCase())) {
+        if (event.kind === 'balloon') {
+          // Most balloon events report the change vmmem itself just applied.
+          // Look a moment later, once that reconcile has recorded what it saw,
+          // and only requeue for something new (drift, or a balloon settling).
+          const key = { namespace: vmm.metadata.namespace, name: vmm.metadata.name };
+          const actual = event.actual;
+          setTimeout(() => {
+            const fresh = this.store.get('VirtualMachineMemory', key);
+            if (!fresh || this.reconciler.lastActual(key) === actual || isSettledAt(fresh, actual)) return;
+            this.vmms.enqueue(keyString(key));
+          }, BALLOON_EVENT_SETTLE_MS).unref();
+          continue;
+        }
         if (event.kind === 'lifecycle' && /start|boot/i.test(event.detail)) this.reconciler.noteRestart(vmm.metadata);
         this.vmms.enqueue(keyString(vmm.metadata));
       }
     }
   }
+}
+
+const BALLOON_EVENT_SETTLE_MS = 200;
+
+function isSettledAt(vmm: StoredObject, actual: bigint): boolean {
+  const status = vmm.status as { conditions?: Condition[]; observed?: { actualMemory?: string }; observedGeneration?: number } | undefined;
+  const ready = status?.conditions?.find((c) => c.type === 'Ready');
+  return ready?.status === 'True' && status?.observedGeneration === vmm.metadata.generation && status?.observed?.actualMemory === formatQuantity(actual);
 }
 
 function countStates(vmms: readonly StoredObject[]): Record<string, number> {

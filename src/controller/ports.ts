@@ -57,6 +57,7 @@ export interface ObjectStore {
   /** True once start() resolved and the caches are current (drives /readyz). */
   readonly synced: boolean;
 
+  /** Objects from the cache: shared, read-only (never mutate them; updateStatus gets its own copy). */
   get(kind: ResourceKind, key: ObjectKey): StoredObject | undefined;
   list(kind: ResourceKind): StoredObject[];
 

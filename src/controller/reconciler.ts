@@ -77,6 +77,8 @@ interface VMMMemo {
    * apart from effective ones, so they are remembered until the VM restarts.
    */
   staged?: Map<string, Verdict>;
+  /** Balloon actual at the end of the last reconcile, to tell our own balloon events from drift. */
+  lastActual?: bigint;
 }
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };
@@ -99,6 +101,11 @@ export class Reconciler {
 
   private timeCall<T>(driver: Driver, op: string, fn: () => Promise<T>): Promise<T> {
     return this.opts.timeCall ? this.opts.timeCall(driver.kind, op, fn) : fn();
+  }
+
+  /** Balloon actual the last reconcile of this VMM saw (undefined: unknown). */
+  lastActual(key: ObjectKey): bigint | undefined {
+    return this.memo.get(keyString(key))?.lastActual;
   }
 
   /** The VM (re)started: changes staged for its next boot are now in effect. */
@@ -236,6 +243,7 @@ export class Reconciler {
     }
 
     planned = withStagedRestarts(planned, memo);
+    memo.lastActual = observed.balloon.actual;
     const balloon = this.balloonState(memo, observed, planned, timing.balloonTimeoutMs);
     const nowText = nowRFC3339(new Date(this.now()));
     await this.writeStatus(key, (fresh) => {
@@ -285,18 +293,20 @@ export class Reconciler {
    */
   private conflictFor(obj: StoredObject, spec: VMMSpec, memo: VMMMemo): string | undefined {
     const ns = obj.metadata.namespace;
+    const uuid = spec.vm.uuid?.toLowerCase();
     for (const other of this.opts.store.list('VirtualMachineMemory')) {
       if (other.metadata.namespace !== ns || other.metadata.name === obj.metadata.name) continue;
-      const otherSpec = VMMSpecSchema.safeParse(other.spec);
-      if (!otherSpec.success || otherSpec.data.hypervisorRef.name !== spec.hypervisorRef.name) continue;
-      const otherMemo = this.memo.get(keyString({ namespace: ns, name: other.metadata.name }));
+      // Raw reads first: this runs for every VMM of the namespace on every
+      // reconcile, so only the rare candidate pays for a full parse.
+      const raw = other.spec as { hypervisorRef?: { name?: unknown }; vm?: { name?: unknown; uuid?: unknown } } | undefined;
+      if (raw?.hypervisorRef?.name !== spec.hypervisorRef.name) continue;
+      const otherUuid = this.memo.get(keyString({ namespace: ns, name: other.metadata.name }))?.uuid;
       const sameRef =
-        (spec.vm.name !== undefined && spec.vm.name === otherSpec.data.vm.name) ||
-        (spec.vm.uuid !== undefined && spec.vm.uuid.toLowerCase() === otherSpec.data.vm.uuid?.toLowerCase()) ||
-        (memo.uuid !== undefined && memo.uuid === otherMemo?.uuid);
-      if (sameRef && isOlder(other, obj)) {
-        return `VirtualMachineMemory "${other.metadata.name}" already manages this VM (${spec.vm.name ?? spec.vm.uuid}) and is older; delete one of them`;
-      }
+        (spec.vm.name !== undefined && raw.vm?.name === spec.vm.name) ||
+        (uuid !== undefined && typeof raw.vm?.uuid === 'string' && raw.vm.uuid.toLowerCase() === uuid) ||
+        (memo.uuid !== undefined && memo.uuid === otherUuid);
+      if (!sameRef || !isOlder(other, obj) || !VMMSpecSchema.safeParse(other.spec).success) continue;
+      return `VirtualMachineMemory "${other.metadata.name}" already manages this VM (${spec.vm.name ?? spec.vm.uuid}) and is older; delete one of them`;
     }
     return undefined;
   }
