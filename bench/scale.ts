@@ -341,12 +341,17 @@ async function parent(): Promise<void> {
     const idleScrape = (await kube.request('GET', '/metrics')).body;
     const idleApiBefore = req(idleScrape);
     const idleOwnBefore = kube.requests;
+    const idleCallsBefore = await handle.ask<Record<string, number>>({ op: 'calls' });
+    const idleReconcilesBefore = sumCounter(await handle.ask<string>({ op: 'metrics' }), 'controller_runtime_reconcile_total', { controller: 'virtualmachinememory' });
     await sleep(idleSeconds * 1000);
+    const idleCallsAfter = await handle.ask<Record<string, number>>({ op: 'calls' });
+    const idleReconciles = sumCounter(await handle.ask<string>({ op: 'metrics' }), 'controller_runtime_reconcile_total', { controller: 'virtualmachinememory' }) - idleReconcilesBefore;
+    const idleCalls = Object.entries(idleCallsAfter).reduce((sum, [k, v]) => sum + v - (idleCallsBefore[k] ?? 0), 0);
     const idleCpu = cpuSeconds(op.pid as number) - idleCpuBefore;
     const idleScrapeAfter = (await kube.request('GET', '/metrics')).body;
     const idleApi = req(idleScrapeAfter) - idleApiBefore - (kube.requests - idleOwnBefore);
     console.log(`idle (default syncInterval 5m) over ${idleSeconds} s, starting ${args['settle-seconds']} s after convergence: CPU ${fmt(idleCpu)} s = ${fmt((idleCpu / idleSeconds) * 100)}% of a core; ${idleApi} API requests; RSS ${fmt(statusKiB(op.pid as number, 'VmRSS') / 1024, 0)} MiB`);
-    console.log(`  idle requests by kind: ${requestBreakdown(idleScrape, idleScrapeAfter) || 'none'}`);
+    console.log(`  idle requests by kind: ${requestBreakdown(idleScrape, idleScrapeAfter) || 'none'}; ${idleReconciles} reconciles, ${idleCalls} hypervisor calls`);
 
     // ---- out-of-band drift, event-driven correction
     const samples: number[] = [];
