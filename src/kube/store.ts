@@ -80,7 +80,7 @@ const describeKey = (kind: string, key: ObjectKey) => `${kind} ${key.namespace}/
  * operator's CPU), so callers must treat them as read-only (ObjectStore says so).
  */
 function toStored(kind: ResourceKind, raw: RawObject): StoredObject {
-  const o = raw;
+  const o = deepFreeze(raw);
   return {
     ...o,
     apiVersion: o.apiVersion ?? API_VERSION,
@@ -89,6 +89,14 @@ function toStored(kind: ResourceKind, raw: RawObject): StoredObject {
     spec: o.spec,
     ...(o.status !== undefined ? { status: o.status } : {}),
   };
+}
+
+/** Freezes a cached object once, so a caller that mutates a shared view fails loudly instead of corrupting the cache. */
+function deepFreeze<T>(v: T): T {
+  if (v === null || typeof v !== 'object' || Object.isFrozen(v)) return v;
+  Object.freeze(v);
+  for (const child of Object.values(v as object)) deepFreeze(child);
+  return v;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -244,8 +244,10 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
     assert.deepEqual(hv.spec, { uri: 'sim:///tmp/x' });
     assert.ok(rec.has('Hypervisor', 'pre-existing', 'add'));
     assert.deepEqual(store.list('VirtualMachineMemory'), []);
-    // get() hands out copies: mutating one does not corrupt the cache.
-    (hv.spec as { uri: string }).uri = 'mutated';
+    // get() hands out shared, frozen views (no copy per read): mutating one fails and the cache is intact.
+    assert.throws(() => {
+      (hv.spec as { uri: string }).uri = 'mutated';
+    }, TypeError);
     assert.deepEqual(store.get('Hypervisor', { namespace: NS, name: 'pre-existing' })!.spec, { uri: 'sim:///tmp/x' });
   });
 
