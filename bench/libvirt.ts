@@ -50,30 +50,30 @@ function summarize(label: string, latNs: Float64Array, n: number, seconds: numbe
 async function sequential(c: LibvirtClient, dom: DomainRef, n: number, label: string): Promise<Result> {
   for (let i = 0; i < Math.min(1000, n); i++) await c.domainGetInfo(dom);
   const lat = new Float64Array(n);
-  const t0 = process.hrtime.bigint();
+  const t0 = performance.now();
   for (let i = 0; i < n; i++) {
-    const s = process.hrtime.bigint();
+    const s = performance.now();
     await c.domainGetInfo(dom);
-    lat[i] = Number(process.hrtime.bigint() - s);
+    lat[i] = (performance.now() - s) * 1e6;
   }
-  return summarize(label, lat, n, Number(process.hrtime.bigint() - t0) / 1e9);
+  return summarize(label, lat, n, (performance.now() - t0) / 1e3);
 }
 
 async function pipelined(c: LibvirtClient, dom: DomainRef, n: number, inflight: number, label: string): Promise<Result> {
   for (let i = 0; i < Math.min(1000, n); i++) await c.domainGetInfo(dom);
   const lat = new Float64Array(n);
   let issued = 0;
-  const t0 = process.hrtime.bigint();
+  const t0 = performance.now();
   const worker = async () => {
     while (issued < n) {
       const i = issued++;
-      const s = process.hrtime.bigint();
+      const s = performance.now();
       await c.domainGetInfo(dom);
-      lat[i] = Number(process.hrtime.bigint() - s);
+      lat[i] = (performance.now() - s) * 1e6;
     }
   };
   await Promise.all(Array.from({ length: inflight }, worker));
-  return summarize(label, lat, n, Number(process.hrtime.bigint() - t0) / 1e9);
+  return summarize(label, lat, n, (performance.now() - t0) / 1e3);
 }
 
 const PY = `

@@ -22,6 +22,8 @@ import {
   procName,
   readRemoteError,
 } from './procedures.ts';
+import { RAW_READ_SINK } from './transport.ts';
+import type { RawReadable } from './transport.ts';
 import { XdrReader, XdrWriter } from './xdr.ts';
 
 export type Encoder = (w: XdrWriter) => void;
@@ -76,7 +78,22 @@ export class RpcConnection extends EventEmitter {
   private rbuf: Buffer = Buffer.allocUnsafe(65536);
   private rstart = 0;
   private rend = 0;
-  private corked = false;
+  private readonly outQueue: Buffer[] = [];
+  private readonly flush = (): void => {
+    const q = this.outQueue;
+    if (q.length === 0 || this.closedFlag) {
+      q.length = 0;
+      return;
+    }
+    if (q.length === 1) {
+      this.stream.write(q[0]!);
+    } else {
+      this.stream.cork();
+      for (let i = 0; i < q.length; i++) this.stream.write(q[i]!);
+      this.stream.uncork();
+    }
+    q.length = 0;
+  };
   private readonly oneMessagePerWrite: boolean;
   private readonly writeQueue: Buffer[] = [];
   private writing = false;
@@ -104,7 +121,9 @@ export class RpcConnection extends EventEmitter {
     this.peer = opts.peer ?? 'libvirt';
     this.oneMessagePerWrite = opts.oneMessagePerWrite ?? false;
     this.closedPromise = new Promise((res) => (this.resolveClosed = res));
-    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    const raw = (stream as Partial<RawReadable>)[RAW_READ_SINK];
+    if (raw) raw((chunk) => this.onData(chunk));
+    else stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', (err: Error) =>
       this.destroy(this.ending ? undefined : LibvirtError.local('closed', `connection to ${this.peer} failed: ${err.message}`, undefined, err)),
     );
@@ -180,15 +199,11 @@ export class RpcConnection extends EventEmitter {
       this.writeOne(buf);
       return;
     }
-    if (!this.corked) {
-      this.corked = true;
-      this.stream.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.stream.uncork();
-      });
-    }
-    this.stream.write(buf);
+    // Messages of one tick leave together on the next tick: a lone call is one
+    // plain write (no cork/uncork), a pipelined burst one corked writev.
+    const q = this.outQueue;
+    q.push(buf);
+    if (q.length === 1) process.nextTick(this.flush);
   }
 
   private writeOne(buf: Buffer): void {
@@ -387,6 +402,7 @@ export class RpcConnection extends EventEmitter {
     }
     this.pending.clear();
     this.writeQueue.length = 0;
+    this.outQueue.length = 0;
     this.stream.destroy();
     this.emit('close', err);
     this.resolveClosed();

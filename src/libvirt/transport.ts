@@ -47,6 +47,41 @@ export interface TransportOptions {
   ssh?: SshOptions;
 }
 
+/**
+ * Plain sockets (unix, TCP) read into one preallocated buffer (`onread`) instead
+ * of a fresh Buffer per read, and hand the bytes straight to a sink: the
+ * RpcConnection parses frames in place. A view passed to the sink is only valid
+ * during the call. Bytes read before a sink is attached are kept (copied), or
+ * emitted as 'data' when someone uses the socket as a plain stream.
+ */
+export const RAW_READ_SINK: unique symbol = Symbol('vmmem.libvirt.rawReadSink');
+
+export interface RawReadable {
+  [RAW_READ_SINK]: (sink: (chunk: Buffer) => void) => void;
+}
+
+function rawReadSocket(connect: (onread: net.OnReadOpts) => net.Socket): net.Socket {
+  let sink: ((chunk: Buffer) => void) | undefined;
+  let early: Buffer[] | undefined;
+  const buffer = Buffer.allocUnsafe(65536);
+  const sock = connect({
+    buffer,
+    callback: (n: number, buf: Uint8Array) => {
+      const view = (buf as Buffer).subarray(0, n);
+      if (sink) sink(view);
+      else if (sock.listenerCount('data') > 0) sock.emit('data', Buffer.from(view)); // a plain stream user
+      else (early ??= []).push(Buffer.from(view));
+      return true; // keep reading
+    },
+  });
+  (sock as net.Socket & RawReadable)[RAW_READ_SINK] = (s) => {
+    sink = s;
+    if (early) for (const c of early.splice(0)) s(c);
+    early = undefined;
+  };
+  return sock;
+}
+
 function connectError(u: LibvirtUri, where: string, err: unknown): LibvirtError {
   const e = err as NodeJS.ErrnoException;
   let hint = '';
@@ -79,7 +114,7 @@ async function openUnix(u: LibvirtUri, ms: number): Promise<Duplex> {
   let last: unknown;
   for (const path of candidates) {
     try {
-      const sock = await withTimeout(net.connect({ path }), ms, u, `unix socket ${path}`, 'connect');
+      const sock = await withTimeout(rawReadSocket((onread) => net.connect({ path, onread })), ms, u, `unix socket ${path}`, 'connect');
       sock.setNoDelay?.(true);
       return sock;
     } catch (e) {
@@ -272,7 +307,7 @@ export async function openTransport(u: LibvirtUri, o: TransportOptions = {}): Pr
       return openUnix(u, ms);
     case 'tcp': {
       const port = u.port ?? DEFAULT_TCP_PORT;
-      const sock = await withTimeout(net.connect({ host: u.host!, port }), ms, u, `${u.host}:${port} (TCP)`, 'connect');
+      const sock = await withTimeout(rawReadSocket((onread) => net.connect({ host: u.host!, port, onread })), ms, u, `${u.host}:${port} (TCP)`, 'connect');
       sock.setNoDelay(true);
       return sock;
     }
