@@ -81,14 +81,14 @@ const describeKey = (kind: string, key: ObjectKey) => `${kind} ${key.namespace}/
  */
 function toStored(kind: ResourceKind, raw: RawObject): StoredObject {
   const o = deepFreeze(raw);
-  return {
+  return Object.freeze({
     ...o,
     apiVersion: o.apiVersion ?? API_VERSION,
     kind: o.kind ?? KINDS[kind].kind,
-    metadata: { ...o.metadata, name: o.metadata?.name ?? '', namespace: o.metadata?.namespace ?? '' },
+    metadata: Object.freeze({ ...o.metadata, name: o.metadata?.name ?? '', namespace: o.metadata?.namespace ?? '' }),
     spec: o.spec,
     ...(o.status !== undefined ? { status: o.status } : {}),
-  };
+  });
 }
 
 /** Freezes a cached object once, so a caller that mutates a shared view fails loudly instead of corrupting the cache. */
@@ -171,6 +171,8 @@ export class KubeStore implements ObjectStore {
   private readonly core: k8s.CoreV1Api;
   private readonly events: k8s.EventsV1Api;
   private informers: Record<ResourceKind, ResilientInformer<RawObject>> | undefined;
+  /** list() result per kind until the next change: reconciles list far more often than objects change. */
+  private readonly listCache = new Map<ResourceKind, StoredObject[]>();
   private started = false;
   private stopped = false;
   private readonly series = new Map<string, Series>();
@@ -230,6 +232,7 @@ export class KubeStore implements ObjectStore {
           return { items: body.items ?? [], resourceVersion: body.metadata?.resourceVersion ?? '', continue: body.metadata?.continue };
         },
         listener: (change, obj) => {
+          this.listCache.delete(kind);
           const key = { namespace: obj.metadata?.namespace ?? '', name: obj.metadata?.name ?? '' };
           this.logger.debug({ kind, key: `${key.namespace}/${key.name}`, change, resourceVersion: obj.metadata?.resourceVersion }, 'object changed');
           handlers.onChange(kind, key, change);
@@ -260,7 +263,12 @@ export class KubeStore implements ObjectStore {
   }
 
   list(kind: ResourceKind): StoredObject[] {
-    return (this.informers?.[kind].values() ?? []).map((r) => toStored(kind, r));
+    let views = this.listCache.get(kind);
+    if (!views) {
+      views = (this.informers?.[kind].values() ?? []).map((r) => toStored(kind, r));
+      if (this.informers?.[kind].synced) this.listCache.set(kind, views);
+    }
+    return views.slice();
   }
 
   async getSecret(key: ObjectKey): Promise<Record<string, string> | undefined> {
