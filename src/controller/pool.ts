@@ -136,9 +136,15 @@ export class HypervisorPool {
     await entry.driver.close().catch(() => undefined);
   }
 
-  /** Call after a driver error: connection-level failures drop the connection. */
+  /**
+   * Call after a driver error. Only a connection that is gone (or whose
+   * stream is corrupt) is dropped: a single call that timed out or failed
+   * leaves the shared connection to every other reconcile on that host
+   * (dropping it turned one transient error into a failure for all of them;
+   * found by the chaos suite).
+   */
   async noteError(key: ObjectKey, err: unknown): Promise<void> {
-    if (err instanceof DriverError && ['Disconnected', 'Unreachable', 'Timeout', 'Protocol'].includes(err.code)) {
+    if (err instanceof DriverError && ['Disconnected', 'Protocol'].includes(err.code)) {
       await this.invalidate(key, `${err.code}: ${err.message}`);
     }
   }
