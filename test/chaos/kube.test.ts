@@ -2,7 +2,7 @@
 // test/peer/kube/reliability.test.ts, same invariants (test/chaos/lib/world.ts):
 //   - etcd killed (SIGKILL) for 5 s while the operator applies a change, then restarted;
 //   - kube-apiserver killed three times during a stream of spec changes;
-//   - 20% driver error rate (known bug, todo); connections that die every 60 calls (faults.disconnectAfterCalls);
+//   - 20% driver error rate; connections that die every 60 calls (faults.disconnectAfterCalls);
 //   - two Operators with leader election (src/kube/leader.ts), each reaching the API server
 //     through its own TCP proxy; the leader is "killed" mid-apply (its proxy cut and its workers
 //     aborted, no lease release), the other takes over after the lease expires.
