@@ -16,8 +16,8 @@ import { desiredFromSpec, vmRefFromSpec } from '../model/desired.ts';
 import type { Plan } from '../model/memory.ts';
 import { profileFor } from '../model/profiles.ts';
 import { formatValue, plan as planMemory } from '../planner/plan.ts';
-import { expandPaths, loadManifestFile } from '../manifests/load.ts';
-import { validateManifestObject } from '../manifests/validate.ts';
+import { expandPaths } from '../manifests/load.ts';
+import { manifestProblemLines } from '../manifests/validate.ts';
 import { ManifestStore } from '../standalone/store.ts';
 import type { CommandIO } from './io.ts';
 
@@ -58,34 +58,23 @@ export async function planCommand(args: string[], io: CommandIO): Promise<number
     }
     override = parsed.data;
   }
+  let paths: string[];
   try {
-    expandPaths(files);
+    paths = expandPaths(files);
   } catch (err) {
     io.err(`vmmem plan: ${(err as Error).message}`);
     return 2;
   }
   // Invalid manifests are reported like `vmmem validate` does, and not planned.
-  let invalid = 0;
-  for (const file of expandPaths(files)) {
-    const loaded = loadManifestFile(file);
-    for (const p of loaded.problems) {
-      io.err(`${p.file}:${p.line}: ${p.message}`);
-      invalid++;
-    }
-    for (const mo of loaded.objects) {
-      for (const p of validateManifestObject(mo)) {
-        io.err(`${p.file}:${p.line}: ${p.object}: ${p.path}: ${p.message}`);
-        invalid++;
-      }
-    }
-  }
+  const invalid = manifestProblemLines(paths).lines;
+  for (const line of invalid) io.err(line);
 
   const log = createLogger({ level: 'warn', name: 'vmmem', stream: process.stderr });
   const store = new ManifestStore(files, { log, watch: false });
   await store.start({ onChange: () => undefined });
   const pool = new HypervisorPool({ store, log, timeoutMs: 30_000 });
   const reports: PlanReport[] = [];
-  let failed = invalid > 0;
+  let failed = invalid.length > 0;
   let stalled = false;
   try {
     for (const obj of store.list('VirtualMachineMemory')) {

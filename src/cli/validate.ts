@@ -3,8 +3,8 @@
  * manifests and prints `<file>:<line>: <Kind>/<name>: <field>: <message>`
  * per problem. Exit 0 all valid, 1 problems, 2 usage errors.
  */
-import { expandPaths, loadManifestFile } from '../manifests/load.ts';
-import { validateManifestObject } from '../manifests/validate.ts';
+import { expandPaths } from '../manifests/load.ts';
+import { manifestProblemLines } from '../manifests/validate.ts';
 import type { CommandIO } from './io.ts';
 
 export function validateCommand(files: string[], io: CommandIO): number {
@@ -19,30 +19,9 @@ export function validateCommand(files: string[], io: CommandIO): number {
     io.err(`vmmem validate: ${(err as Error).message}`);
     return 2;
   }
-  let problems = 0;
-  let checked = 0;
-  for (const file of paths) {
-    let loaded;
-    try {
-      loaded = loadManifestFile(file);
-    } catch (err) {
-      io.out(`${file}:1: cannot read: ${(err as Error).message}`);
-      problems++;
-      continue;
-    }
-    for (const p of loaded.problems) {
-      io.out(`${p.file}:${p.line}: ${p.message}`);
-      problems++;
-    }
-    for (const mo of loaded.objects) {
-      const found = validateManifestObject(mo);
-      if (mo.object.apiVersion && String(mo.object.apiVersion).startsWith('vmmem.io/')) checked++;
-      for (const p of found) {
-        io.out(`${p.file}:${p.line}: ${p.object}: ${p.path}: ${p.message}`);
-        problems++;
-      }
-    }
-  }
+  const { lines, checked } = manifestProblemLines(paths);
+  for (const line of lines) io.out(line);
+  const problems = lines.length;
   io.err(problems === 0 ? `vmmem validate: ${checked} vmmem object(s) valid in ${paths.length} file(s)` : `vmmem validate: ${problems} problem(s)`);
   return problems === 0 ? 0 : 1;
 }

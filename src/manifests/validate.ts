@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { GROUP, HYPERVISOR_KIND, VERSION, VMM_KIND } from '../api/group.ts';
 import { HypervisorSchema, VirtualMachineMemorySchema, withoutNulls } from '../api/objects.ts';
 import type { ManifestObject } from './load.ts';
+import { loadManifestFile } from './load.ts';
 
 export interface ObjectProblem {
   file: string;
@@ -147,4 +148,29 @@ function editDistance(a: string, b: string): number {
     }
   }
   return row[b.length] as number;
+}
+
+/**
+ * Every problem in these manifest files, one `<file>:<line>: …` line each
+ * (syntax, unreadable files, and each vmmem object's fields), and how many
+ * vmmem objects were checked. Shared by `vmmem validate` and `vmmem plan`.
+ */
+export function manifestProblemLines(paths: readonly string[]): { lines: string[]; checked: number } {
+  const lines: string[] = [];
+  let checked = 0;
+  for (const file of paths) {
+    let loaded;
+    try {
+      loaded = loadManifestFile(file);
+    } catch (err) {
+      lines.push(`${file}:1: cannot read: ${(err as Error).message}`);
+      continue;
+    }
+    for (const p of loaded.problems) lines.push(`${p.file}:${p.line}: ${p.message}`);
+    for (const mo of loaded.objects) {
+      if (isOwned(mo.object)) checked++;
+      for (const p of validateManifestObject(mo)) lines.push(`${p.file}:${p.line}: ${p.object}: ${p.path}: ${p.message}`);
+    }
+  }
+  return { lines, checked };
 }
