@@ -10,6 +10,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Condition } from '../api/conditions.ts';
+import { conditionOf } from '../controller/conditions.ts';
 import { createLogger } from '../controller/log.ts';
 import { Metrics } from '../controller/metrics.ts';
 import { Operator } from '../controller/operator.ts';
@@ -79,7 +80,7 @@ export async function demoCommand(args: string[], io: CommandIO): Promise<number
 }
 
 function readyOf(o: StoredObject): Condition | undefined {
-  return (o.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Ready');
+  return conditionOf(o, 'Ready');
 }
 
 /** Waits until no VMM is mid-change (or `until` holds), up to `ms`. */
@@ -93,9 +94,8 @@ async function settle(store: ManifestStore, ms: number, until?: (o: StoredObject
       continue;
     }
     const busy = vmms.some((o) => {
-      const conditions = (o.status?.conditions as Condition[] | undefined) ?? [];
-      const ready = conditions.find((c) => c.type === 'Ready');
-      return !ready || ready.status === 'Unknown' || conditions.find((c) => c.type === 'Reconciling')?.status === 'True';
+      const ready = conditionOf(o, 'Ready');
+      return !ready || ready.status === 'Unknown' || conditionOf(o, 'Reconciling')?.status === 'True';
     });
     if (!busy && vmms.length > 0) return;
   }

@@ -4,6 +4,7 @@
  * status flips.
  */
 import type { Condition } from '../api/conditions.ts';
+import type { StoredObject } from './ports.ts';
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
@@ -35,6 +36,11 @@ export function mergeConditions(existing: readonly Condition[] | undefined, desi
 
 export function findCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
   return conditions?.find((c) => c.type === type);
+}
+
+/** A condition of a stored object's status (undefined: no status or no such condition). */
+export function conditionOf(obj: StoredObject, type: string): Condition | undefined {
+  return findCondition(obj.status?.conditions as Condition[] | undefined, type);
 }
 
 function truncate(s: string, max: number): string {

@@ -3,7 +3,7 @@
  * of hypervisor connections, the reconcilers, and one work queue per kind.
  * Changes, driver events and sync timers all end up as keys in a queue.
  */
-import type { Condition } from '../api/conditions.ts';
+import { conditionOf } from './conditions.ts';
 import { formatQuantity } from '../api/quantity.ts';
 import type { DriverEvent } from '../drivers/driver.ts';
 import type { Logger } from './log.ts';
@@ -89,7 +89,7 @@ export class Operator {
           this.reconciler.forget(key);
           // The older of two VMMs on one VM is gone: the newer may take over.
           for (const vmm of this.store.list('VirtualMachineMemory')) {
-            const stalled = (vmm.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Stalled');
+            const stalled = conditionOf(vmm, 'Stalled');
             if (stalled?.status === 'True' && stalled.reason === 'Conflict') this.vmms.enqueue(keyString(vmm.metadata));
           }
         }
@@ -185,16 +185,14 @@ export class Operator {
 const BALLOON_EVENT_SETTLE_MS = 200;
 
 function isSettledAt(vmm: StoredObject, actual: bigint): boolean {
-  const status = vmm.status as { conditions?: Condition[]; observed?: { actualMemory?: string }; observedGeneration?: number } | undefined;
-  const ready = status?.conditions?.find((c) => c.type === 'Ready');
-  return ready?.status === 'True' && status?.observedGeneration === vmm.metadata.generation && status?.observed?.actualMemory === formatQuantity(actual);
+  const status = vmm.status as { observed?: { actualMemory?: string }; observedGeneration?: number } | undefined;
+  return conditionOf(vmm, 'Ready')?.status === 'True' && status?.observedGeneration === vmm.metadata.generation && status?.observed?.actualMemory === formatQuantity(actual);
 }
 
 function countStates(vmms: readonly StoredObject[]): Record<string, number> {
   const counts: Record<string, number> = { Ready: 0, Reconciling: 0, RestartRequired: 0, Stalled: 0, Unknown: 0 };
   for (const vmm of vmms) {
-    const conditions = (vmm.status?.conditions as Condition[] | undefined) ?? [];
-    const is = (type: string) => conditions.find((c) => c.type === type)?.status === 'True';
+    const is = (type: string) => conditionOf(vmm, type)?.status === 'True';
     const state = is('Ready') ? 'Ready' : is('Stalled') ? 'Stalled' : is('RestartRequired') ? 'RestartRequired' : is('Reconciling') ? 'Reconciling' : 'Unknown';
     counts[state] = (counts[state] ?? 0) + 1;
   }

@@ -3,7 +3,7 @@
  * each VMM is converged, stalled, failing, or waiting on something outside
  * vmmem (a restart, a power-off, the next sync) — then report.
  */
-import type { Condition } from '../api/conditions.ts';
+import { conditionOf } from '../controller/conditions.ts';
 import type { ObjectStore, StoredObject } from '../controller/ports.ts';
 import type { Reconciler, Result } from '../controller/reconciler.ts';
 
@@ -46,16 +46,12 @@ export async function reconcileUntilQuiet(store: ObjectStore, reconciler: Reconc
   }
 }
 
-export function condition(obj: StoredObject, type: string): Condition | undefined {
-  return (obj.status?.conditions as Condition[] | undefined)?.find((c) => c.type === type);
-}
-
 /** 0: all Ready or waiting on a restart/power-off; 3: any Stalled; 1: anything else not Ready (operational). */
 export function exitCodeFor(objects: readonly StoredObject[]): number {
   let code = 0;
   for (const obj of objects) {
-    if (condition(obj, 'Stalled')?.status === 'True') return 3;
-    const ready = condition(obj, 'Ready');
+    if (conditionOf(obj, 'Stalled')?.status === 'True') return 3;
+    const ready = conditionOf(obj, 'Ready');
     if (ready?.status === 'True') continue;
     if (ready && (ready.reason === 'RestartRequired' || ready.reason === 'AwaitingPowerOff')) continue;
     code = 1;
