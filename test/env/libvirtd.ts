@@ -18,6 +18,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFi
 import net from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ErrorCode, LibvirtError } from '../../src/libvirt/index.ts';
+import type { LibvirtClient } from '../../src/libvirt/index.ts';
 
 export interface LibvirtdOptions {
   /** qemu.conf cgroup_controllers (default []: libvirt does not touch cgroups). */
@@ -357,4 +359,25 @@ export function tinyDomainXml(name: string, o: TinyDomainOptions = {}): string {
   ]
     .filter(Boolean)
     .join('\n');
+}
+
+/** Destroys (if running) and undefines (if persistent) a domain; a domain already gone is fine. */
+export async function removeDomain(c: LibvirtClient, name: string): Promise<void> {
+  try {
+    const dom = await c.lookupDomainByName(name);
+    if (await c.domainIsActive(dom)) await c.domainDestroy(dom);
+    if (await c.domainIsPersistent(dom)) await c.domainUndefine(dom);
+  } catch (e) {
+    if (!(e instanceof LibvirtError && e.code === ErrorCode.NO_DOMAIN)) throw e;
+  }
+}
+
+/** Hard power-off, as `virsh destroy` does. */
+export async function powerOffDomain(c: LibvirtClient, name: string): Promise<void> {
+  await c.domainDestroy(await c.lookupDomainByName(name));
+}
+
+/** Starts a defined domain, as `virsh start` does. */
+export async function powerOnDomain(c: LibvirtClient, name: string): Promise<void> {
+  await c.domainCreate(await c.lookupDomainByName(name));
 }

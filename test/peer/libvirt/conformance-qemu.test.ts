@@ -11,8 +11,8 @@
 // so only config memtune is declared.
 import type { Driver } from '../../../src/drivers/driver.ts';
 import { LibvirtDriver } from '../../../src/drivers/libvirt/index.ts';
-import { ErrorCode, LibvirtClient, LibvirtError } from '../../../src/libvirt/index.ts';
-import { startLibvirtd } from '../../env/libvirtd.ts';
+import { LibvirtClient } from '../../../src/libvirt/index.ts';
+import { powerOffDomain, powerOnDomain, removeDomain, startLibvirtd } from '../../env/libvirtd.ts';
 import type { Libvirtd } from '../../env/libvirtd.ts';
 import type { ConformanceCapabilities, ConformanceFixture, VMSpec } from '../../conformance/fixture.ts';
 import { runConformance } from '../../conformance/suite.ts';
@@ -86,24 +86,9 @@ const fixture: ConformanceFixture = {
     }
     return { name: dom.name, uuid: dom.uuid };
   },
-  async removeVM(name) {
-    const { c } = peer();
-    try {
-      const dom = await c.lookupDomainByName(name);
-      if (await c.domainIsActive(dom)) await c.domainDestroy(dom);
-      if (await c.domainIsPersistent(dom)) await c.domainUndefine(dom);
-    } catch (e) {
-      if (!(e instanceof LibvirtError && e.code === ErrorCode.NO_DOMAIN)) throw e;
-    }
-  },
-  async powerOff(name) {
-    const { c } = peer();
-    await c.domainDestroy(await c.lookupDomainByName(name));
-  },
-  async powerOn(name) {
-    const { c } = peer();
-    await c.domainCreate(await c.lookupDomainByName(name));
-  },
+  removeVM: (name) => removeDomain(peer().c, name),
+  powerOff: (name) => powerOffDomain(peer().c, name),
+  powerOn: (name) => powerOnDomain(peer().c, name),
   async dropConnections() {
     // Persistent and transient domains (their QEMU processes) survive a daemon restart.
     const { d: daemon } = peer();

@@ -8,8 +8,8 @@
 // the fixture defines its VMs again, same UUIDs and power states.
 import type { Driver } from '../../../src/drivers/driver.ts';
 import { LibvirtDriver } from '../../../src/drivers/libvirt/index.ts';
-import { ErrorCode, LibvirtClient, LibvirtError } from '../../../src/libvirt/index.ts';
-import { startLibvirtd } from '../../env/libvirtd.ts';
+import { LibvirtClient } from '../../../src/libvirt/index.ts';
+import { powerOffDomain, powerOnDomain, removeDomain, startLibvirtd } from '../../env/libvirtd.ts';
 import type { Libvirtd } from '../../env/libvirtd.ts';
 import type { ConformanceCapabilities, ConformanceFixture, VMSpec } from '../../conformance/fixture.ts';
 import { runConformance } from '../../conformance/suite.ts';
@@ -84,24 +84,11 @@ const fixture: ConformanceFixture = {
   },
   createVM: (s) => create(s),
   async removeVM(name) {
-    const { c } = peer();
     created.delete(name);
-    try {
-      const dom = await c.lookupDomainByName(name);
-      if (await c.domainIsActive(dom)) await c.domainDestroy(dom);
-      if (await c.domainIsPersistent(dom)) await c.domainUndefine(dom);
-    } catch (e) {
-      if (!(e instanceof LibvirtError && e.code === ErrorCode.NO_DOMAIN)) throw e;
-    }
+    await removeDomain(peer().c, name);
   },
-  async powerOff(name) {
-    const { c } = peer();
-    await c.domainDestroy(await c.lookupDomainByName(name));
-  },
-  async powerOn(name) {
-    const { c } = peer();
-    await c.domainCreate(await c.lookupDomainByName(name));
-  },
+  powerOff: (name) => powerOffDomain(peer().c, name),
+  powerOn: (name) => powerOnDomain(peer().c, name),
   async dropConnections() {
     const { d: daemon } = peer();
     await holder?.close();
