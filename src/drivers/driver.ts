@@ -46,11 +46,39 @@ export interface ConnectOptions {
 export type DriverEvent =
   | { kind: 'lifecycle'; vm: VMHandle; detail: string }
   | { kind: 'balloon'; vm: VMHandle; actual: bigint }
+  /** A virtio-mem device's current size changed (libvirt MEMORY_DEVICE_SIZE_CHANGE). */
+  | { kind: 'memoryDevice'; vm: VMHandle; alias: string; size: bigint }
+  /** The VM's definition changed (libvirt DEFINED/UNDEFINED, device added/removed; vSphere config.* update). */
+  | { kind: 'config'; vm: VMHandle; detail: string }
   | { kind: 'disconnected'; reason: string };
+
+/** One bulk look at a whole host (DESIGN §5a; contract in /work/HOSTVIEW.md). */
+export interface HostObservation {
+  /** Every VM the host has (managed by vmmem or not), observed as observe() would. */
+  vms: ObservedVM[];
+  /** Hypervisor calls this observation cost (so the bench can print calls per VMM). */
+  calls: number;
+}
+
+/**
+ * Per-call options. A driver stops waiting when `signal` aborts and rejects
+ * with DriverError code 'Timeout' (or an AbortError) naming the call: a
+ * reconcile that timed out or a stopping operator must not leave calls
+ * hanging on a slow host.
+ */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
 
 export interface ApplyResult {
   /** Steps the hypervisor accepted, in order. */
   applied: Step[];
+  /**
+   * The VM's observation after the steps, when the driver knows it without
+   * another call (e.g. its cached config patched with what the hypervisor
+   * accepted). Absent: the caller observes once more.
+   */
+  observed?: ObservedVM;
 }
 
 export interface Driver {
@@ -60,17 +88,26 @@ export interface Driver {
   close(): Promise<void>;
   identify(): Promise<HypervisorIdentity>;
   /** Throws DriverError code 'VMNotFound' when no such VM. */
-  lookup(ref: VMRef): Promise<VMHandle>;
-  observe(vm: VMHandle): Promise<ObservedVM>;
+  lookup(ref: VMRef, opts?: CallOptions): Promise<VMHandle>;
+  observe(vm: VMHandle, opts?: CallOptions): Promise<ObservedVM>;
   /**
    * Applies steps in order; stops at the first refusal and throws a
    * DriverError (code 'Refused') carrying the hypervisor's own message and
    * the steps applied before it in `applied`. A driver may coalesce adjacent
    * steps into one call but never reorders them.
    */
-  apply(vm: VMHandle, steps: readonly Step[]): Promise<ApplyResult>;
+  apply(vm: VMHandle, steps: readonly Step[], opts?: CallOptions): Promise<ApplyResult>;
   /** Subscribe to changes; returns an unsubscribe function. Optional. */
   events?(onEvent: (event: DriverEvent) => void): Promise<() => Promise<void>>;
+  /**
+   * Every VM on the host, in as few hypervisor calls as the API allows
+   * (libvirt: virConnectListAllDomains + virConnectGetAllDomainStats with
+   * cached domain XML refreshed on events; vSphere: one PropertyCollector
+   * RetrievePropertiesEx over a ContainerView; sim: one counted call).
+   * Optional for now: the controller falls back to lookup + observe per VMM
+   * for drivers without it.
+   */
+  observeAll?(opts?: CallOptions): Promise<HostObservation>;
 }
 
 export type DriverErrorCode =

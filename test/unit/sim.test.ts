@@ -453,6 +453,40 @@ describe('sim connections, faults, latency, counters', () => {
     await assert.rejects(hasty.identify(), (e: unknown) => e instanceof DriverError && e.code === 'Timeout');
   });
 
+  test('observeAll: every VM in one counted bulk call (libvirt and esx names)', async () => {
+    const { driver, host } = await connected({ vms: [...vms, { name: 'db', type: 'qemu', maxMemory: '4Gi', powerState: 'ShutOff' }] });
+    const all = await driver.observeAll();
+    assert.equal(all.calls, 1);
+    assert.deepEqual(all.vms.map((v) => v.name).sort(), ['db', 'web']);
+    const web = await driver.observe(await driver.lookup({ name: 'web' }));
+    assert.deepEqual(all.vms.find((v) => v.name === 'web'), web, 'observeAll sees a VM as observe() does');
+    assert.equal(host.calls.virConnectGetAllDomainStats, 1);
+    const esx = await connected({ type: 'esx', vms: [{ name: 'win', type: 'esx', maxMemory: '4Gi' }] }, 'unit-esx');
+    assert.equal((await esx.driver.observeAll()).vms.length, 1);
+    assert.deepEqual({ ...esx.host.calls }, { RetrievePropertiesEx: 1 });
+  });
+
+  test('apply reports the VM after its steps without another call', async () => {
+    const { driver, host } = await connected({ vms });
+    const vm = await driver.lookup({ name: 'web' });
+    const result = await driver.apply(vm, [step('memory', 'config', Gi)]);
+    assert.equal(result.observed?.config?.memory, Gi);
+    assert.equal(host.calls.virDomainGetXMLDesc, undefined);
+  });
+
+  test('an aborted signal stops a call before it reaches the host', async () => {
+    const host = createSimHost({ latency: '50ms', vms });
+    const driver = new SimDriver({ uri: host.uri });
+    await driver.connect();
+    const vm = await driver.lookup({ name: 'web' });
+    const ac = new AbortController();
+    const pending = driver.apply(vm, [step('memory', 'config', Gi)], { signal: ac.signal });
+    setTimeout(() => ac.abort(new Error('reconcile timed out')), 5);
+    await assert.rejects(pending, (e: unknown) => e instanceof DriverError && e.code === 'Timeout' && /aborted.*reconcile timed out/.test(e.message));
+    assert.equal(host.calls.virDomainSetMemoryFlags, undefined, 'the step never reached the host');
+    assert.equal(host.vm('web')?.config?.memory, 2n * Gi);
+  });
+
   test('calls counts each hypervisor call by op; close ends the session', async () => {
     const { driver, host } = await connected({ vms });
     const vm = await driver.lookup({ name: 'web' });

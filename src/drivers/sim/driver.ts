@@ -15,7 +15,7 @@
  * such a value (libvirt takes KiB, vSphere MB).
  */
 import type {
-  ApplyResult, ConnectOptions, Driver, DriverEvent, DriverFactory, HypervisorIdentity, VMHandle,
+  ApplyResult, CallOptions, ConnectOptions, Driver, DriverEvent, DriverFactory, HostObservation, HypervisorIdentity, VMHandle,
 } from '../driver.ts';
 import { DriverError } from '../driver.ts';
 import type { Limit, ObservedVM, Step, VMRef } from '../../model/memory.ts';
@@ -104,41 +104,54 @@ export class SimDriver implements Driver {
     }));
   }
 
-  async lookup(ref: VMRef): Promise<VMHandle> {
+  async lookup(ref: VMRef, opts: CallOptions = {}): Promise<VMHandle> {
     const { host, conn } = this.session('lookup');
     if (ref.name !== undefined) {
-      return host.call(conn, host.lookupOp('name'), ref.name, () => host.lookupByName(ref.name));
+      return host.call(conn, host.lookupOp('name'), ref.name, () => host.lookupByName(ref.name), undefined, opts.signal);
     }
     if (ref.uuid !== undefined) {
-      return host.call(conn, host.lookupOp('uuid'), ref.uuid, () => host.lookupByUuid(ref.uuid));
+      return host.call(conn, host.lookupOp('uuid'), ref.uuid, () => host.lookupByUuid(ref.uuid), undefined, opts.signal);
     }
     throw new DriverError('VMNotFound', 'sim: lookup needs a name or a uuid', { op: host.lookupOp('name'), hypervisorMessage: 'no name or uuid given' });
   }
 
-  async observe(vm: VMHandle): Promise<ObservedVM> {
+  async observe(vm: VMHandle, opts: CallOptions = {}): Promise<ObservedVM> {
     const { host, conn } = this.session('observe', vm.name);
-    return host.call(conn, host.observeOp(), vm.name, () => host.observe(vm));
+    return host.call(conn, host.observeOp(), vm.name, () => host.observe(vm), undefined, opts.signal);
   }
 
-  async apply(vm: VMHandle, steps: readonly Step[]): Promise<ApplyResult> {
+  /** One counted call (virConnectGetAllDomainStats / RetrievePropertiesEx) returning every VM. */
+  async observeAll(opts: CallOptions = {}): Promise<HostObservation> {
+    const { host, conn } = this.session('observeAll');
+    const vms = await host.call(conn, host.observeAllOp(), undefined, () => host.observeAll(), undefined, opts.signal);
+    return { vms, calls: 1 };
+  }
+
+  /**
+   * Applies steps one call each. `observed` is the VM after the steps, read
+   * from the host without a counted call: it models a real driver patching
+   * its cached definition with what the hypervisor accepted (HOSTVIEW.md).
+   */
+  async apply(vm: VMHandle, steps: readonly Step[], opts: CallOptions = {}): Promise<ApplyResult> {
     const applied: Step[] = [];
     if (steps.length === 0) return { applied };
     const { host, conn } = this.session('apply', vm.name);
     for (const step of steps) {
       try {
-        await this.applyOne(host, conn, vm, step);
+        await this.applyOne(host, conn, vm, step, opts.signal);
       } catch (err) {
         throw withApplied(err, applied, vm.name);
       }
       applied.push(step);
     }
-    return { applied };
+    const after = host.vm(vm.uuid);
+    return after ? { applied, observed: host.observe(vm) } : { applied };
   }
 
-  private async applyOne(host: SimHost, conn: SimConnection, vm: VMHandle, step: Step): Promise<void> {
+  private async applyOne(host: SimHost, conn: SimConnection, vm: VMHandle, step: Step, signal?: AbortSignal): Promise<void> {
     // The VM's own type decides the API (an inventory may mix types; see docs/sim.md).
     const type = host.vm(vm.uuid)?.type ?? host.type;
-    if (type === 'esx') return this.applyEsx(host, conn, vm, step);
+    if (type === 'esx') return this.applyEsx(host, conn, vm, step, signal);
     const flags = step.world === 'live' ? { live: true } : { config: true };
     const world = step.world === 'live' ? 'AFFECT_LIVE' : 'AFFECT_CONFIG';
     switch (step.field) {
@@ -148,7 +161,7 @@ export class SimDriver implements Driver {
         const kib = toKiB(op, vm.name, step);
         const maximum = step.field === 'maxMemory';
         await host.call(conn, op, vm.name, () => host.virDomainSetMemoryFlags(vm, kib, { ...flags, maximum }),
-          `${kib}KiB ${world}${maximum ? '|MEM_MAXIMUM' : ''}`);
+          `${kib}KiB ${world}${maximum ? '|MEM_MAXIMUM' : ''}`, signal);
         return;
       }
       case 'limit':
@@ -157,13 +170,13 @@ export class SimDriver implements Driver {
         const param = step.field === 'limit' ? 'hard_limit' : 'min_guarantee';
         const value: bigint | 'unlimited' = step.to === 'unlimited' && step.field === 'limit' ? 'unlimited' : toKiB(op, vm.name, step);
         await host.call(conn, op, vm.name, () => host.virDomainSetMemoryParameters(vm, { [param]: value }, flags),
-          `${param}=${value === 'unlimited' ? 'unlimited' : `${value}KiB`} ${world}`);
+          `${param}=${value === 'unlimited' ? 'unlimited' : `${value}KiB`} ${world}`, signal);
         return;
       }
     }
   }
 
-  private async applyEsx(host: SimHost, conn: SimConnection, vm: VMHandle, step: Step): Promise<void> {
+  private async applyEsx(host: SimHost, conn: SimConnection, vm: VMHandle, step: Step, signal?: AbortSignal): Promise<void> {
     const op = 'ReconfigVM_Task';
     switch (step.field) {
       case 'memory':
@@ -173,7 +186,7 @@ export class SimDriver implements Driver {
         });
       case 'maxMemory': {
         const mb = toMB(op, vm.name, step, 'spec.memoryMB');
-        await host.call(conn, op, vm.name, () => host.ReconfigVM_Task(vm, { memoryMB: Number(mb) }), `memoryMB=${mb}`);
+        await host.call(conn, op, vm.name, () => host.ReconfigVM_Task(vm, { memoryMB: Number(mb) }), `memoryMB=${mb}`, signal);
         return;
       }
       case 'reservation':
@@ -187,7 +200,7 @@ export class SimDriver implements Driver {
         if (step.field === 'reservation') reservation = toMB(op, vm.name, step, 'spec.memoryAllocation.reservation');
         else limit = step.to === 'unlimited' ? -1n : toMB(op, vm.name, step, 'spec.memoryAllocation.limit');
         const spec = { memoryAllocation: { reservation: Number(reservation), limit: Number(limit), shares: { level: 'normal' } } };
-        await host.call(conn, op, vm.name, () => host.ReconfigVM_Task(vm, spec), `memoryAllocation={reservation: ${reservation}, limit: ${limit}}`);
+        await host.call(conn, op, vm.name, () => host.ReconfigVM_Task(vm, spec), `memoryAllocation={reservation: ${reservation}, limit: ${limit}}`, signal);
         return;
       }
     }

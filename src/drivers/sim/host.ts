@@ -83,8 +83,18 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits `ms`; resolves early (the caller checks `signal.aborted`) when the signal aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 function cloneWorld(w: SimWorld): SimWorld {
@@ -220,17 +230,21 @@ export class SimHost {
    * Runs one hypervisor call on a connection: latency, faults, counting.
    * A fault (errorRate, disconnect) happens before the call takes effect.
    */
-  async call<T>(conn: SimConnection, op: string, vm: string | undefined, fn: () => T, detail?: string): Promise<T> {
+  async call<T>(conn: SimConnection, op: string, vm: string | undefined, fn: () => T, detail?: string, signal?: AbortSignal): Promise<T> {
     this.checkConnection(conn, op, vm);
+    checkAborted(signal, op, vm);
     const delay = this.delayMs();
     if (delay > 0) {
       if (conn.timeoutMs !== undefined && delay > conn.timeoutMs) {
-        await sleep(conn.timeoutMs);
+        await sleep(conn.timeoutMs, signal);
+        checkAborted(signal, op, vm);
         throw new DriverError('Timeout', `sim: ${op} timed out after ${conn.timeoutMs} ms`, {
           op, ...(vm !== undefined ? { vm } : {}), hypervisorMessage: `no reply within ${conn.timeoutMs} ms`,
         });
       }
-      await sleep(delay);
+      await sleep(delay, signal);
+      // An aborted call never reaches the host: nothing was changed.
+      checkAborted(signal, op, vm);
       this.checkConnection(conn, op, vm);
     }
     if (!this.reachable) {
@@ -335,6 +349,16 @@ export class SimHost {
 
   observeOp(): string {
     return this.type === 'esx' ? 'RetrievePropertiesEx' : 'virDomainGetXMLDesc';
+  }
+
+  /** The one bulk call that lists every VM with its memory (HOSTVIEW.md). */
+  observeAllOp(): string {
+    return this.type === 'esx' ? 'RetrievePropertiesEx' : 'virConnectGetAllDomainStats';
+  }
+
+  /** Every VM as a driver observes it (one bulk call's worth). */
+  observeAll(): ObservedVM[] {
+    return [...this.vms.values()].map(observed);
   }
 
   identifyOp(): string {
@@ -698,6 +722,14 @@ export class SimHost {
     this.lifecycle(vm, 'Started');
     this.oomCheck(vm);
   }
+}
+
+function checkAborted(signal: AbortSignal | undefined, op: string, vm: string | undefined): void {
+  if (!signal?.aborted) return;
+  const why = signal.reason instanceof Error ? signal.reason.message : 'aborted';
+  throw new DriverError('Timeout', `sim: ${op} aborted by the caller (${why})`, {
+    op, ...(vm !== undefined ? { vm } : {}), hypervisorMessage: `call abandoned: ${why}`,
+  });
 }
 
 function deliver(sub: (event: DriverEvent) => void, event: DriverEvent): void {
