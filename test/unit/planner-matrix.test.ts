@@ -5,7 +5,8 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyStepsToObserved, checkInvariants, plan, StepRefused } from '../../src/planner/plan.ts';
+import { checkInvariants, plan } from '../../src/planner/plan.ts';
+import { applyStepsToObserved, StepRefused } from '../support/step-simulator.ts';
 import { PROFILES, profileFor } from '../../src/model/profiles.ts';
 import type { DesiredMemory, HypervisorType, ObservedVM, Plan, Step, Verdict, WorldValues } from '../../src/model/memory.ts';
 import { SimHost } from '../../src/drivers/sim/index.ts';

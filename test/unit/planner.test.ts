@@ -9,7 +9,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { applyStepsToObserved, checkInvariants, plan } from '../../src/planner/plan.ts';
+import { checkInvariants, plan } from '../../src/planner/plan.ts';
+import { applyStepsToObserved } from '../support/step-simulator.ts';
 import { PROFILES, profileFor } from '../../src/model/profiles.ts';
 import { FIELDS, HYPERVISOR_TYPES } from '../../src/model/memory.ts';
 import type {
