@@ -114,8 +114,10 @@ export class Operator {
     this.workersStarted = true;
     this.hypervisors.start();
     this.vmms.start();
-    for (const hv of this.store.list('Hypervisor')) this.hypervisors.enqueue(keyString(hv.metadata));
-    for (const vmm of this.store.list('VirtualMachineMemory')) this.vmms.enqueue(keyString(vmm.metadata));
+    // The initial list goes in the low lane: a spec change or a driver event arriving meanwhile
+    // is served first (controller-runtime's priority queue does the same with initial lists).
+    for (const hv of this.store.list('Hypervisor')) this.hypervisors.enqueue(keyString(hv.metadata), 'low');
+    for (const vmm of this.store.list('VirtualMachineMemory')) this.vmms.enqueue(keyString(vmm.metadata), 'low');
     if (this.metrics) {
       const metrics = this.metrics;
       const publish = () => metrics.setVMsManaged(countStates(this.store.list('VirtualMachineMemory')));

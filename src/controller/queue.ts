@@ -2,6 +2,10 @@
  * A keyed work queue with client-go's semantics (util/workqueue queue.go, delaying_queue.go,
  * rate_limiting_queue.go), for one process and async workers:
  *
+ * - two lanes (after controller-runtime's priority queue): keys added to the `high` lane (driver
+ *   events, spec changes) are handed out before any key of the `low` lane (periodic resyncs,
+ *   delayed and rate-limited retries, the initial list). FIFO within a lane. A key waiting in the
+ *   low lane that is added high moves to the high lane; never the other way;
  * - dedup: a key added while it waits is queued once (`dirty` set);
  * - a key is never handed to two workers at once: added while being processed, it is parked
  *   and queued again only when the worker calls `done(key)`;
@@ -51,6 +55,9 @@ export interface WorkQueueOptions<K> {
   metrics?: QueueMetrics;
 }
 
+/** Which lane a key waits in: `high` is always served first. */
+export type Lane = 'high' | 'low';
+
 const noMetrics: QueueMetrics = {
   add() {},
   depth() {},
@@ -65,16 +72,17 @@ export class WorkQueue<K = string> implements InFlightProbe {
   readonly #clock: Clock;
   readonly #metrics: QueueMetrics;
 
-  /** Keys ready to be handed out, FIFO (a Set keeps insertion order and each key once). */
-  readonly #queue = new Set<K>();
-  /** Keys that need processing: queued, or parked because they are being processed. */
-  readonly #dirty = new Set<K>();
+  /** Keys ready to be handed out, FIFO per lane (a Set keeps insertion order and each key once). */
+  readonly #high = new Set<K>();
+  readonly #low = new Set<K>();
+  /** Keys that need processing (queued, or parked because they are being processed), with their lane. */
+  readonly #dirty = new Map<K, Lane>();
   /** Keys handed out and not yet done, with the time processing started. */
   readonly #processing = new Map<K, number>();
   /** When each dirty key was added (for the queue duration). */
   readonly #addTimes = new Map<K, number>();
-  /** Delayed adds: key → time it becomes ready. */
-  readonly #waiting = new Map<K, number>();
+  /** Delayed adds: key → time it becomes ready, and the lane it then joins. */
+  readonly #waiting = new Map<K, { at: number; lane: Lane }>();
   #timer: unknown = undefined;
   #timerAt = Infinity;
 
@@ -90,38 +98,51 @@ export class WorkQueue<K = string> implements InFlightProbe {
     this.#metrics.inFlight?.(this);
   }
 
-  /** Marks `key` as needing processing. */
-  add(key: K): void {
+  /** Marks `key` as needing processing, in `lane` (default `high`: something happened). */
+  add(key: K, lane: Lane = 'high'): void {
     if (this.#shuttingDown) return;
-    if (this.#dirty.has(key)) return;
+    const current = this.#dirty.get(key);
+    if (current !== undefined) {
+      if (current === 'low' && lane === 'high') this.#promote(key);
+      return;
+    }
     this.#metrics.add();
-    this.#dirty.add(key);
+    this.#dirty.set(key, lane);
     if (!this.#addTimes.has(key)) this.#addTimes.set(key, this.#clock.now());
     this.#metrics.depth(this.#dirty.size);
     if (this.#processing.has(key)) return; // parked: queued again on done()
-    this.#queue.add(key);
+    (lane === 'high' ? this.#high : this.#low).add(key);
     this.#dispatch();
   }
 
-  /** Adds `key` after `ms` milliseconds; if it already waits, the earlier time wins. */
-  addAfter(key: K, ms: number): void {
+  /** A low-lane key added high: it jumps to the back of the high lane. */
+  #promote(key: K): void {
+    this.#dirty.set(key, 'high');
+    if (this.#low.delete(key)) this.#high.add(key);
+  }
+
+  /**
+   * Adds `key` after `ms` milliseconds, into `lane` (default `low`: a timer, not an event); if it
+   * already waits, the earlier time wins.
+   */
+  addAfter(key: K, ms: number, lane: Lane = 'low'): void {
     if (this.#shuttingDown) return;
     this.#metrics.retry();
     if (!(ms > 0)) {
-      this.add(key);
+      this.add(key, lane);
       return;
     }
     const at = this.#clock.now() + ms;
     const prev = this.#waiting.get(key);
-    if (prev !== undefined && prev <= at) return;
-    this.#waiting.set(key, at);
+    if (prev !== undefined && prev.at <= at) return;
+    this.#waiting.set(key, { at, lane });
     if (at < this.#timerAt) this.#arm(at);
   }
 
-  /** Adds `key` after the rate limiter says it may be retried (one more failure for its backoff). */
+  /** Adds `key` (low lane) after the rate limiter says it may be retried (one more failure for its backoff). */
   addRateLimited(key: K): void {
     if (this.#shuttingDown) return;
-    this.addAfter(key, this.rateLimiter.when(key));
+    this.addAfter(key, this.rateLimiter.when(key), 'low');
   }
 
   /** The key is done being retried: reset its backoff. Does not remove it from the queue. */
@@ -150,8 +171,9 @@ export class WorkQueue<K = string> implements InFlightProbe {
     if (started === undefined) return;
     this.#processing.delete(key);
     this.#metrics.workDuration(Math.max(0, this.#clock.now() - started) / 1000);
-    if (this.#dirty.has(key) && !this.#shuttingDown) {
-      this.#queue.add(key);
+    const lane = this.#dirty.get(key);
+    if (lane !== undefined && !this.#shuttingDown) {
+      (lane === 'high' ? this.#high : this.#low).add(key);
       this.#dispatch();
     }
     if (this.#processing.size === 0) {
@@ -160,8 +182,10 @@ export class WorkQueue<K = string> implements InFlightProbe {
   }
 
   /** Keys waiting to be handed out (not counting delayed ones or those being processed). */
-  len(): number {
-    return this.#queue.size;
+  len(lane?: Lane): number {
+    if (lane === 'high') return this.#high.size;
+    if (lane === 'low') return this.#low.size;
+    return this.#high.size + this.#low.size;
   }
 
   /** Keys handed out and not yet done. */
@@ -215,12 +239,13 @@ export class WorkQueue<K = string> implements InFlightProbe {
     return longest / 1000;
   }
 
-  /** Pops the next queued key into processing. */
+  /** Pops the next queued key into processing: the high lane first. */
   #take(): { value: K } | undefined {
-    const it = this.#queue.values().next();
+    const lane = this.#high.size > 0 ? this.#high : this.#low;
+    const it = lane.values().next();
     if (it.done === true) return undefined;
     const key = it.value;
-    this.#queue.delete(key);
+    lane.delete(key);
     this.#dirty.delete(key);
     const now = this.#clock.now();
     this.#processing.set(key, now);
@@ -233,7 +258,7 @@ export class WorkQueue<K = string> implements InFlightProbe {
 
   /** Hands queued keys to waiting getters. */
   #dispatch(): void {
-    while (this.#getters.length > 0 && this.#queue.size > 0) {
+    while (this.#getters.length > 0 && this.#high.size + this.#low.size > 0) {
       const getter = this.#getters.shift();
       const key = this.#take();
       if (getter !== undefined && key !== undefined) getter(key.value);
@@ -252,14 +277,14 @@ export class WorkQueue<K = string> implements InFlightProbe {
     if (this.#shuttingDown) return;
     const now = this.#clock.now();
     let next = Infinity;
-    const due: K[] = [];
-    for (const [key, at] of this.#waiting) {
-      if (at <= now) due.push(key);
+    const due: [K, Lane][] = [];
+    for (const [key, { at, lane }] of this.#waiting) {
+      if (at <= now) due.push([key, lane]);
       else next = Math.min(next, at);
     }
-    for (const key of due) {
+    for (const [key, lane] of due) {
       this.#waiting.delete(key);
-      this.add(key);
+      this.add(key, lane);
     }
     if (next < Infinity) this.#arm(next);
   }

@@ -14,6 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { WorkQueue } from './queue.ts';
+import type { Lane } from './queue.ts';
 import { defaultControllerRateLimiter, realClock } from './ratelimit.ts';
 import { redactText } from './log.ts';
 import type { Clock, RateLimiter } from './ratelimit.ts';
@@ -125,14 +126,17 @@ export class Controller {
     this.#metrics?.initController(opts.name, this.concurrency);
   }
 
-  /** Queues `key` for reconciliation (deduplicated). */
-  enqueue(key: string): void {
-    this.queue.add(key);
+  /**
+   * Queues `key` for reconciliation (deduplicated). `high` (default) for what happened (a spec
+   * change, a driver event), `low` for periodic resyncs and the initial list: high goes first.
+   */
+  enqueue(key: string, lane: Lane = 'high'): void {
+    this.queue.add(key, lane);
   }
 
-  /** Queues `key` after `ms` milliseconds (earliest wins if already waiting). */
-  enqueueAfter(key: string, ms: number): void {
-    this.queue.addAfter(key, ms);
+  /** Queues `key` (low lane) after `ms` milliseconds (earliest wins if already waiting). */
+  enqueueAfter(key: string, ms: number, lane: Lane = 'low'): void {
+    this.queue.addAfter(key, ms, lane);
   }
 
   /** Starts the workers. Idempotent. */

@@ -130,6 +130,61 @@ describe('WorkQueue', () => {
     q.shutDown();
   });
 
+  test('lanes: high keys are handed out before low ones, FIFO within each lane', async () => {
+    const q = new WorkQueue<string>({ clock: new FakeClock() });
+    for (const k of ['sync-1', 'sync-2', 'sync-3']) q.add(k, 'low');
+    q.add('event-1');
+    q.add('spec-1', 'high');
+    assert.deepEqual([q.len('high'), q.len('low'), q.len()], [2, 3, 5]);
+    const order = [];
+    for (let i = 0; i < 5; i++) order.push(await q.get());
+    assert.deepEqual(order, ['event-1', 'spec-1', 'sync-1', 'sync-2', 'sync-3']);
+    q.shutDown();
+  });
+
+  test('lanes: a waiting low key added high jumps ahead; a high key added low stays high; dedup holds', async () => {
+    const q = new WorkQueue<string>({ clock: new FakeClock() });
+    q.add('a', 'low');
+    q.add('b', 'low');
+    q.add('c', 'low');
+    q.add('x');
+    q.add('c'); // promoted
+    q.add('x', 'low'); // stays high
+    assert.equal(q.len(), 4);
+    const order = [];
+    for (let i = 0; i < 4; i++) order.push(await q.get());
+    assert.deepEqual(order, ['x', 'c', 'a', 'b']);
+    q.shutDown();
+  });
+
+  test('lanes: a key re-added high while processing is queued high on done, ahead of low keys', async () => {
+    const q = new WorkQueue<string>({ clock: new FakeClock() });
+    q.add('busy', 'low');
+    assert.equal(await q.get(), 'busy');
+    q.add('sync', 'low');
+    q.add('busy', 'low');
+    q.add('busy'); // an event for the key being processed
+    q.done('busy');
+    assert.equal(await q.get(), 'busy', 'the parked key kept its promotion');
+    assert.equal(await q.get(), 'sync');
+    q.shutDown();
+  });
+
+  test('lanes: delayed adds default to the low lane and do not overtake events', async () => {
+    const clock = new FakeClock();
+    const q = new WorkQueue<string>({ clock });
+    q.addAfter('resync', 10);
+    q.addAfter('poll', 10, 'high');
+    clock.step(10);
+    q.add('event');
+    assert.deepEqual([await q.get(), await q.get(), await q.get()], ['poll', 'event', 'resync']);
+    q.addRateLimited('retry');
+    clock.step(1000);
+    q.add('event-2');
+    assert.deepEqual([await q.get(), await q.get()], ['event-2', 'retry']);
+    q.shutDown();
+  });
+
   test('a key being processed is not handed out again until done; re-added then', async () => {
     const q = new WorkQueue<string>({ clock: new FakeClock() });
     q.add('a');
