@@ -50,3 +50,7 @@ getent group kvm >/dev/null || { echo "libvirt peer: group kvm missing" >&2; exi
 /usr/bin/python3 -c 'import libvirt' || { echo "libvirt peer: /usr/bin/python3 cannot import libvirt" >&2; exit 1; }
 
 echo "libvirt peer: $(/usr/sbin/libvirtd --version), $(/usr/bin/qemu-system-x86_64 --version | head -1)"
+
+# The real guest the guest-*.test.ts files boot (kernel + busybox initramfs, cached in
+# ~/.cache/vmmem/guest): built here so a test run never starts with a cold download.
+bash "$(dirname "${BASH_SOURCE[0]}")/guest-image.sh" >/dev/null
