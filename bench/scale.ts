@@ -42,7 +42,6 @@ const { values: args } = parseArgs({
     kubeconfig: { type: 'string' },
     ns: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
-    'what-if': { type: 'boolean', default: false },
   },
   allowPositionals: false,
 });
@@ -73,7 +72,6 @@ async function child(): Promise<void> {
   const metrics = new Metrics();
   setDefaultMetrics(metrics);
   const store = new KubeStore(kc, log, { namespace: args.ns as string, fieldManager: 'vmmem' });
-  if (args['what-if']) whatIf(store);
   const operator = new Operator({ store, log, metrics, concurrency: Number(args.concurrency) });
   await operator.start();
   const inventories = new Set<string>();
@@ -116,48 +114,6 @@ async function child(): Promise<void> {
     void operator.stop().then(() => process.exit(0));
   });
   process.send?.({ id: 0, body: 'started' });
-}
-
-/**
- * --what-if: NOT the shipped operator. Monkeypatches the two bottlenecks this benchmark found, to
- * measure what fixing them in src/ would give (see docs/benchmarks.md):
- *  1. KubeStore.list() deep-copies (structuredClone) every cached object on every call, and the
- *     reconciler calls it twice per reconcile (conflictFor) and the operator once per driver event
- *     (vmmsOf): O(N) copies per reconcile. Patched: list() returns the cached objects uncopied.
- *  2. Every status write comes back as a watch event and re-enqueues the VMM; with sameStatus
- *     key-order sensitive, that loops. Patched: updates that do not change metadata.generation
- *     are not passed to the operator (controller-runtime's GenerationChangedPredicate).
- */
-function whatIf(store: object): void {
-  interface Informer {
-    get(key: string): { metadata?: { generation?: number } } | undefined;
-    values(): Record<string, unknown>[];
-  }
-  interface Handlers {
-    onChange(kind: string, key: { namespace: string; name: string }, change: string): void;
-  }
-  const s = store as { informers?: Record<string, Informer>; list(kind: string): unknown[]; start(h: Handlers): Promise<void> };
-  s.list = (kind: string) =>
-    (s.informers?.[kind]?.values() ?? []).map((r) => {
-      const meta = (r.metadata ?? {}) as Record<string, unknown>;
-      return { ...r, kind: r.kind ?? kind, metadata: { ...meta, name: meta.name ?? '', namespace: meta.namespace ?? '' } };
-    });
-  const start = s.start.bind(store);
-  s.start = (h: Handlers) => {
-    const seen = new Map<string, number | undefined>();
-    return start({
-      ...h,
-      onChange(kind, key, change) {
-        const id = `${kind}/${key.namespace}/${key.name}`;
-        const gen = s.informers?.[kind]?.get(`${key.namespace}/${key.name}`)?.metadata?.generation;
-        const prev = seen.get(id);
-        seen.set(id, gen);
-        if (change === 'update' && prev !== undefined && prev === gen) return;
-        if (change === 'delete') seen.delete(id);
-        h.onChange(kind, key, change);
-      },
-    });
-  };
 }
 
 // =============================================================================================
@@ -263,7 +219,6 @@ async function parent(): Promise<void> {
   const model = /^model name\s*:\s*(.*)$/m.exec(cpuInfo)?.[1] ?? 'unknown CPU';
   const memGiB = Number(/^MemTotal:\s+(\d+)/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) / 1024 / 1024;
   console.log(`machine: ${cores} cores (${model}), ${fmt(memGiB, 1)} GiB; node ${process.version}`);
-  if (args['what-if']) console.log('WHAT-IF run: the operator is monkeypatched (no list() copies, generation-changed filter); not the shipped code');
   console.log(`n=${n} VMMs on ${hostsCount} sim hypervisors (${perHost} VMs each), ${latencyMs} ms per hypervisor call, operator concurrency ${concurrency}`);
 
   const env = await startKube({ crds: [resolve(REPO, 'crds')] });
@@ -294,7 +249,7 @@ async function parent(): Promise<void> {
     // ---- operator
     const logFile = join(dir, 'operator.log');
     const out = openSync(logFile, 'w');
-    const nodeArgs = [...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${join(REPO, 'bench', 'profiles')}`] : []), fileURLToPath(import.meta.url), '--child', ...(args['what-if'] ? ['--what-if'] : []), '--kubeconfig', env.kubeconfigPath, '--ns', ns, '--concurrency', String(concurrency)];
+    const nodeArgs = [...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${join(REPO, 'bench', 'profiles')}`] : []), fileURLToPath(import.meta.url), '--child', '--kubeconfig', env.kubeconfigPath, '--ns', ns, '--concurrency', String(concurrency)];
     op = spawn(process.execPath, nodeArgs, { stdio: ['ignore', out, out, 'ipc'], cwd: REPO });
     const handle = new ChildHandle(op);
     op.on('exit', (code, signal) => {

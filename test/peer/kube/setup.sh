@@ -3,7 +3,7 @@
 # from the Go module in test/env/go, into
 #   ${VMMEM_CACHE:-$HOME/.cache/vmmem}/kube/<key>/bin/{kube-apiserver,etcd}
 # <key> = kubernetes-<ver>_etcd-<ver>_<sha256 of go.mod, go.sum, etcd/main.go, kube-apiserver/main.go>[:12]
-# (test/env/kube.ts computes the same key). Idempotent: when that directory is complete it exits at once.
+# (test/env/kube/binaries.ts computes the same key). Idempotent: when that directory is complete it exits at once.
 # Prints the bin directory on stdout; progress and errors go to stderr. Exits non-zero on failure.
 set -euo pipefail
 
