@@ -11,7 +11,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { redactText } from './log.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from './ports.ts';
 
 export type CheckResult = boolean | string | undefined | void;
 export type Checker = () => CheckResult | Promise<CheckResult>;

@@ -11,9 +11,7 @@
  */
 import { Buffer } from 'node:buffer';
 import pino from 'pino';
-import type { DestinationStream, Level, Logger, LoggerOptions as PinoOptions } from 'pino';
-
-export type { Logger } from 'pino';
+import type { DestinationStream, Level, Logger as PinoLogger, LoggerOptions as PinoOptions } from 'pino';
 
 export const CENSOR = '[REDACTED]';
 
@@ -220,13 +218,13 @@ export function loggerOptions(opts: Omit<LoggerOptions, 'stream'> = {}): PinoOpt
   };
 }
 
-/** A pino logger writing JSON lines, with vmmem's redaction. */
-export function createLogger(opts: LoggerOptions = {}): Logger {
+/** A pino logger writing JSON lines, with vmmem's redaction (it satisfies the controller's Logger port). */
+export function createLogger(opts: LoggerOptions = {}): PinoLogger {
   const stream = opts.stream ?? pino.destination({ dest: 1, sync: true });
   return pino(loggerOptions(opts), stream as DestinationStream);
 }
 
 /** A logger that writes nothing (tests, library defaults). */
-export function silentLogger(): Logger {
+export function silentLogger(): PinoLogger {
   return pino({ level: 'silent' });
 }

@@ -6,7 +6,7 @@
 import { conditionOf } from './conditions.ts';
 import { formatQuantity } from '../api/quantity.ts';
 import type { DriverEvent } from '../drivers/driver.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from './ports.ts';
 import { registerSecret } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import { HypervisorPool } from './pool.ts';

@@ -9,15 +9,8 @@ import type { HypervisorSpec } from '../api/hypervisor.ts';
 import type { Credentials, Driver, DriverEvent, HypervisorIdentity } from '../drivers/driver.ts';
 import { DriverError } from '../drivers/driver.ts';
 import { createDriver } from '../drivers/registry.ts';
-import type { ObjectKey, ObjectStore } from './ports.ts';
+import type { Logger, ObjectKey, ObjectStore } from './ports.ts';
 import { keyString } from './ports.ts';
-
-export interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
-}
 
 /** A problem resolving what a connection needs, before any hypervisor call. */
 export class ConnectionSetupError extends Error {

@@ -4,6 +4,21 @@
  * manifests (src/standalone). The reconciler sees only this.
  */
 
+/**
+ * The one logger shape every layer above the protocol clients takes: pino's
+ * calls (fields object first, message second, or a message alone) and
+ * `child` for loggers bound to a controller or a reconcile. Declared here
+ * because the store implementations (kube, standalone) take it as the
+ * controller does; pino itself stays behind createLogger in log.ts.
+ */
+export interface Logger {
+  info(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  error(obj: object | string, msg?: string): void;
+  debug(obj: object | string, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
+}
+
 export interface ObjectKey {
   namespace: string;
   name: string;

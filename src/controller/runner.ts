@@ -19,7 +19,7 @@ import { defaultControllerRateLimiter, realClock } from './ratelimit.ts';
 import { redactText } from './log.ts';
 import type { Clock, RateLimiter } from './ratelimit.ts';
 import type { Metrics, ReconcileResult } from './metrics.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from './ports.ts';
 
 /** What a reconcile asks for next (controller-runtime's reconcile.Result). */
 export interface Result {

@@ -3,13 +3,8 @@
 // generated code picks application/json-patch+json unless a middleware overrides the header).
 import * as k8s from '@kubernetes/client-node';
 
-/** Logger shape the adapter needs (pino-compatible: object first, message second). */
-export interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-  debug(obj: object, msg?: string): void;
-}
+// The adapter logs through the controller's one Logger port (re-exported for the adapter's files).
+export type { Logger } from '../controller/ports.ts';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 

@@ -9,9 +9,8 @@ import type { FSWatcher } from 'node:fs';
 import { HYPERVISOR_KIND, VMM_KIND } from '../api/group.ts';
 import { expandPaths, loadManifestFile } from '../manifests/load.ts';
 import { withoutNulls } from '../api/objects.ts';
-import type { ChangeHandlers, EventType, ObjectKey, ObjectStore, ResourceKind, StoredObject } from '../controller/ports.ts';
+import type { ChangeHandlers, EventType, Logger, ObjectKey, ObjectStore, ResourceKind, StoredObject } from '../controller/ports.ts';
 import { keyString } from '../controller/ports.ts';
-import type { Logger } from '../controller/pool.ts';
 
 export interface RecordedEvent {
   time: string;

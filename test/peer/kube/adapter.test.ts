@@ -43,7 +43,8 @@ function captureLogger(lines: LogLine[]): Logger {
     lines.push({ level, obj, msg });
     if (process.env.VMMEM_TEST_LOG) console.error(level, msg, JSON.stringify(obj));
   };
-  return { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
+  const log: Logger = { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug'), child: () => log };
+  return log;
 }
 
 interface Change {

@@ -21,6 +21,7 @@ const quiet: Logger = {
   warn: (o, m) => void (process.env.VMMEM_TEST_LOG && console.error('warn', m, JSON.stringify(o))),
   error: (o, m) => void console.error('error', m, JSON.stringify(o)),
   debug: () => {},
+  child: () => quiet,
 };
 
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
