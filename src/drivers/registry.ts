@@ -6,10 +6,6 @@
 import type { ConnectOptions, Driver } from './driver.ts';
 import { DriverError } from './driver.ts';
 
-// Resolved at run time: these drivers are written independently of the registry.
-const LIBVIRT_DRIVER = './libvirt/index.ts';
-const VSPHERE_DRIVER = './vsphere/index.ts';
-
 export type DriverKind = 'sim' | 'libvirt' | 'vsphere';
 
 export function driverKindFor(uri: string): DriverKind {
@@ -26,12 +22,12 @@ export async function createDriver(options: ConnectOptions): Promise<Driver> {
       return createSimDriver(options);
     }
     case 'libvirt': {
-      const mod = (await import(LIBVIRT_DRIVER)) as { createLibvirtDriver: (o: ConnectOptions) => Driver };
-      return mod.createLibvirtDriver(options);
+      const { createLibvirtDriver } = await import('./libvirt/index.ts');
+      return createLibvirtDriver(options);
     }
     case 'vsphere': {
-      const mod = (await import(VSPHERE_DRIVER)) as { createVSphereDriver: (o: ConnectOptions) => Driver };
-      return mod.createVSphereDriver(options);
+      const { createVSphereDriver } = await import('./vsphere/index.ts');
+      return createVSphereDriver(options);
     }
   }
 }
