@@ -1,12 +1,15 @@
 // Public surface of the libvirt remote-protocol client.
-export { LibvirtClient } from './client.ts';
+export { LibvirtClient, statNumber } from './client.ts';
 export type {
   BalloonChangeEvent,
   ConnectOptions,
+  DeviceEvent,
   DomainEvent,
+  DomainStatsRecord,
   DomainInfo,
   DomainStateInfo,
   LifecycleEvent,
+  MemoryDeviceSizeChangeEvent,
   MemoryParamName,
   MemoryParameters,
   MemoryParametersInput,
@@ -19,15 +22,19 @@ export type { LibvirtErrorReason } from './errors.ts';
 export { parseDomainXml, toKiB } from './domxml.ts';
 export type { DomainXmlInfo } from './domxml.ts';
 export {
+  DOMAIN_LIST_MAX,
   DomainAffect,
   DomainEventId,
   DomainMemFlags,
   DomainState,
+  DomainStatsFlags,
+  DomainStatsGroup,
   DomainUndefineFlags,
   DomainXmlFlags,
   ErrorCode,
   ErrorDomain,
   LifecycleEvent as LifecycleEventType,
+  ListDomainsFlags,
   MEMORY_PARAM_UNLIMITED,
   MemoryParam,
   Proc,

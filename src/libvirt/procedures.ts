@@ -60,6 +60,8 @@ export const Proc = {
   DOMAIN_IS_PERSISTENT: 151,
   CONNECT_GET_LIB_VERSION: 157,
   DOMAIN_MEMORY_STATS: 159,
+  DOMAIN_ATTACH_DEVICE_FLAGS: 160,
+  DOMAIN_DETACH_DEVICE_FLAGS: 161,
   DOMAIN_CREATE_WITH_FLAGS: 196,
   DOMAIN_SET_MEMORY_PARAMETERS: 197,
   DOMAIN_GET_MEMORY_PARAMETERS: 198,
@@ -73,7 +75,13 @@ export const Proc = {
   CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: 317,
   DOMAIN_EVENT_CALLBACK_LIFECYCLE: 318,
   DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE: 331,
+  DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED: 333,
+  CONNECT_GET_ALL_DOMAIN_STATS: 344,
   DOMAIN_DEFINE_XML_FLAGS: 350,
+  DOMAIN_EVENT_CALLBACK_DEVICE_ADDED: 354,
+  DOMAIN_DETACH_DEVICE_ALIAS: 392,
+  /** libvirt >= 7.9 */
+  DOMAIN_EVENT_MEMORY_DEVICE_SIZE_CHANGE: 438,
 } as const;
 export type ProcName = keyof typeof Proc;
 
@@ -121,7 +129,51 @@ export function domainStateName(state: number): DomainStateName | `unknown(${num
 }
 
 /** virDomainEventID (subset) */
-export const DomainEventId = { LIFECYCLE: 0, BALLOON_CHANGE: 13 } as const;
+export const DomainEventId = { LIFECYCLE: 0, BALLOON_CHANGE: 13, DEVICE_REMOVED: 15, DEVICE_ADDED: 19, MEMORY_DEVICE_SIZE_CHANGE: 26 } as const;
+
+/** virConnectListAllDomainsFlags (subset); virConnectGetAllDomainStatsFlags reuses the filter bits. */
+export const ListDomainsFlags = {
+  ACTIVE: 1,
+  INACTIVE: 2,
+  PERSISTENT: 4,
+  TRANSIENT: 8,
+  RUNNING: 16,
+  PAUSED: 32,
+  SHUTOFF: 64,
+  OTHER: 128,
+} as const;
+
+/** virDomainStatsTypes: the stats groups of virConnectGetAllDomainStats. */
+export const DomainStatsGroup = {
+  STATE: 1,
+  CPU_TOTAL: 2,
+  BALLOON: 4,
+  VCPU: 8,
+  INTERFACE: 16,
+  BLOCK: 32,
+  PERF: 64,
+  IOTHREAD: 128,
+  MEMORY: 256,
+  DIRTYRATE: 512,
+  VM: 1024,
+} as const;
+
+/** virConnectGetAllDomainStatsFlags beyond the domain filters. */
+export const DomainStatsFlags = {
+  /** Only what can be had without waiting for a domain job (libvirt >= 4.5). */
+  NOWAIT: 1 << 29,
+  BACKING: 1 << 30,
+  /** Fail instead of silently leaving out a requested group the driver lacks. */
+  ENFORCE_STATS: 0x8000_0000,
+} as const;
+
+/** REMOTE_DOMAIN_LIST_MAX */
+export const DOMAIN_LIST_MAX = 16384;
+/**
+ * REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX: typed parameters per stats record
+ * (4096 before libvirt 8.x, 262144 in 9.0; we accept the larger).
+ */
+export const DOMAIN_STATS_PARAMS_MAX = 262144;
 
 /** virDomainEventType */
 export const LifecycleEvent = {

@@ -2,49 +2,57 @@
  * The libvirt driver: the Driver interface over src/libvirt's remote-protocol
  * client, for QEMU/KVM, Xen (libxl) and the test driver.
  *
- * observe: one batch of pipelined calls (state, active, persistent, live XML,
- * inactive XML, info). Values come from the domain XML (KiB -> bytes):
- * `<memory>` = maxMemory, `<currentMemory>` = memory, `<memtune><hard_limit>` =
- * limit (absent = unlimited), `<memtune><min_guarantee>` = reservation.
- * balloon.actual = virDomainGetInfo's memory of a running domain.
- *
- * QEMU keeps no balloon *target* that libvirt reports: the live
- * `<currentMemory>` is the balloon's actual size. So the driver remembers the
- * live target it set itself for the running instance (same domain id) and
- * reports that as live memory until the domain restarts; otherwise live
- * memory is libvirt's value (docs/libvirt.md).
- *
- * apply: one libvirt call per step, in order, never coalesced:
- * maxMemory -> virDomainSetMemoryFlags(MEM_MAXIMUM | world), memory ->
- * virDomainSetMemoryFlags(world), limit -> virDomainSetMemoryParameters
- * hard_limit, reservation -> min_guarantee; world live = AFFECT_LIVE, config =
- * AFFECT_CONFIG. Values must be whole KiB (the planner rounds): others are
- * refused, a real libvirt call cannot carry them.
+ * observe: one batch of pipelined calls per domain (observe.ts).
+ * observeAll: the whole host in one round of bulk calls plus cached domain
+ * XML (hostview.ts); the cache hears definition changes through the driver's
+ * own event registrations (events.ts), made once per connection.
+ * apply: one libvirt call per step (apply.ts); the result carries the VM's
+ * observation patched from the cache when libvirt's outcome is exact.
+ * Every call takes an optional AbortSignal; an aborted caller stops waiting
+ * (DriverError 'Timeout'). docs/libvirt.md has the call counts, measured.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ApplyResult, ConnectOptions, Driver, DriverErrorCode, DriverEvent, DriverFactory, HypervisorIdentity, VMHandle } from '../driver.ts';
+import type {
+  ApplyResult,
+  CallOptions,
+  ConnectOptions,
+  Driver,
+  DriverEvent,
+  DriverFactory,
+  HostObservation,
+  HypervisorIdentity,
+  VMHandle,
+} from '../driver.ts';
 import { DriverError } from '../driver.ts';
-import type { HypervisorType, ObservedVM, Step, VMRef, WorldValues } from '../../model/memory.ts';
-import {
-  DomainMemFlags,
-  DomainState,
-  DomainXmlFlags,
-  ErrorCode,
-  LibvirtClient,
-  LibvirtError,
-  MEMORY_PARAM_UNLIMITED,
-  parseDomainXml,
-} from '../../libvirt/index.ts';
-import type { ConnectOptions as ClientOptions, DomainInfo, DomainRef, DomainXmlInfo, Subscription } from '../../libvirt/index.ts';
+import type { HypervisorType, ObservedVM, Step, VMRef } from '../../model/memory.ts';
+import { LibvirtClient } from '../../libvirt/index.ts';
+import type { ConnectOptions as ClientOptions, DomainEvent, LibvirtError } from '../../libvirt/index.ts';
+import { applySteps, patchFacts } from './apply.ts';
+import { abortable, checkAborted, toDriverError } from './errors.ts';
+import { EventHub, changesDefinition, driverEventOf } from './events.ts';
+import { DomainCache, observeHost } from './hostview.ts';
+import { KIB, observedOf, readDomainFacts } from './observe.ts';
+import type { LiveTargets } from './observe.ts';
 
-const KIB = 1024n;
+export { toDriverError } from './errors.ts';
 
 export interface LibvirtDriverExtras {
   /** Use this connected client instead of opening one (tests); close() leaves it open. */
   client?: LibvirtClient;
+  /**
+   * observeAll re-reads a domain's XML at least this often (default 10 min):
+   * libvirt sends no event for memtune or config-only memory changes, so an
+   * out-of-band change of those is seen within this age (or on any event of
+   * that domain, or by observe()).
+   */
+  xmlMaxAgeMs?: number;
+  /** Behave as with a daemon lacking virConnectGetAllDomainStats (tests of the per-domain fallback). */
+  noBulkStats?: boolean;
 }
+
+const DEFAULT_XML_MAX_AGE_MS = 10 * 60_000;
 
 function typeOf(connType: string): HypervisorType {
   switch (connType.toUpperCase()) {
@@ -68,60 +76,6 @@ function version(v: number): string {
   return `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
 }
 
-const AUTH_CODES: ReadonlySet<number> = new Set([ErrorCode.AUTH_FAILED, ErrorCode.ACCESS_DENIED, ErrorCode.AUTH_UNAVAILABLE, 79 /* AUTH_CANCELLED */]);
-
-/** A LibvirtError (or anything) as a DriverError naming the call and the VM. */
-export function toDriverError(err: unknown, op: string, vm?: string, applied?: Step[]): DriverError {
-  const details = (hm: string | undefined) => ({
-    op,
-    ...(vm !== undefined ? { vm } : {}),
-    ...(hm !== undefined ? { hypervisorMessage: hm } : {}),
-    ...(applied ? { applied: [...applied] } : {}),
-    cause: err,
-  });
-  if (err instanceof DriverError) {
-    return applied ? new DriverError(err.code, err.message, { ...details(err.hypervisorMessage), op: err.op }) : err;
-  }
-  if (!(err instanceof LibvirtError)) {
-    const msg = err instanceof Error ? err.message : String(err);
-    return new DriverError('Protocol', `libvirt: ${op}${vm ? ` on ${vm}` : ''}: ${msg}`, details(msg));
-  }
-  let code: DriverErrorCode;
-  switch (err.reason) {
-    case 'uri':
-      code = 'InvalidURI';
-      break;
-    case 'timeout':
-      code = 'Timeout';
-      break;
-    case 'protocol':
-      code = 'Protocol';
-      break;
-    case 'closed':
-      code = /Permission denied|Host key verification failed/i.test(err.message) ? 'AuthFailed' : 'Disconnected';
-      break;
-    case 'connect': {
-      const cause = err.cause as NodeJS.ErrnoException | undefined;
-      const tlsish = /TLS|certificate|CERT|SSL/.test(`${err.message} ${cause?.code ?? ''}`);
-      code = tlsish ? 'TLS' : 'Unreachable';
-      break;
-    }
-    case 'remote':
-      code = err.code === ErrorCode.NO_DOMAIN ? 'VMNotFound' : AUTH_CODES.has(err.code) ? 'AuthFailed' : 'Refused';
-      break;
-  }
-  return new DriverError(code, `libvirt: ${op}${vm ? ` on ${vm}` : ''}: ${err.libvirtMessage}`, details(err.libvirtMessage));
-}
-
-/** The handle the daemon needs: it finds domains by UUID; the id is not used. */
-function ref(vm: VMHandle): DomainRef {
-  return { name: vm.name, uuid: vm.uuid, id: -1 };
-}
-
-function kibToBytes(kib: number | undefined): bigint | undefined {
-  return kib === undefined ? undefined : BigInt(kib) * KIB;
-}
-
 export class LibvirtDriver implements Driver {
   readonly kind = 'libvirt';
   private readonly options: ConnectOptions;
@@ -130,12 +84,22 @@ export class LibvirtDriver implements Driver {
   private type: HypervisorType | undefined;
   private secretsDir: string | undefined;
   /** Live balloon targets this driver set: uuid -> {domain id at the time, KiB}. */
-  private readonly liveTargets = new Map<string, { id: number; kib: number }>();
+  private readonly liveTargets: LiveTargets = new Map();
+  private readonly cache: DomainCache;
+  private readonly hub = new EventHub();
 
   constructor(options: ConnectOptions, extras: LibvirtDriverExtras = {}) {
     this.options = options;
     this.extras = extras;
+    this.cache = new DomainCache(extras.xmlMaxAgeMs ?? DEFAULT_XML_MAX_AGE_MS);
+    this.hub.add(this.onDomainEvent);
   }
+
+  /** Keeps the XML cache true to the daemon's events, whether or not anyone called events(). */
+  private readonly onDomainEvent = (ev: DomainEvent): void => {
+    if (ev.kind === 'balloonChange') this.cache.balloon(ev.dom.uuid, ev.actualKiB);
+    else if (changesDefinition(ev)) this.cache.invalidate(ev.dom.uuid);
+  };
 
   async connect(): Promise<void> {
     if (this.client && !this.client.closed) return;
@@ -181,6 +145,8 @@ export class LibvirtDriver implements Driver {
       }
     }
     this.liveTargets.clear();
+    this.cache.clear();
+    if (this.extras.noBulkStats) this.cache.bulkStats = false;
     try {
       this.type = typeOf(await this.client.getType());
     } catch (err) {
@@ -196,6 +162,8 @@ export class LibvirtDriver implements Driver {
   async close(): Promise<void> {
     const c = this.client;
     this.client = undefined;
+    await this.hub.close();
+    this.cache.clear();
     if (c && c !== this.extras.client) await c.close();
     this.cleanupSecrets();
   }
@@ -227,11 +195,12 @@ export class LibvirtDriver implements Driver {
     }
   }
 
-  async lookup(vmRef: VMRef): Promise<VMHandle> {
+  async lookup(vmRef: VMRef, opts: CallOptions = {}): Promise<VMHandle> {
     const c = this.session('lookup');
+    const signal = opts.signal;
     if (vmRef.name !== undefined) {
       try {
-        const d = await c.lookupDomainByName(vmRef.name);
+        const d = await abortable(c.lookupDomainByName(vmRef.name), signal, 'virDomainLookupByName', vmRef.name);
         return { name: d.name, uuid: d.uuid };
       } catch (err) {
         throw toDriverError(err, 'virDomainLookupByName', vmRef.name);
@@ -239,7 +208,7 @@ export class LibvirtDriver implements Driver {
     }
     if (vmRef.uuid !== undefined) {
       try {
-        const d = await c.lookupDomainByUuid(vmRef.uuid);
+        const d = await abortable(c.lookupDomainByUuid(vmRef.uuid), signal, 'virDomainLookupByUUID', vmRef.uuid);
         return { name: d.name, uuid: d.uuid };
       } catch (err) {
         if (err instanceof TypeError) {
@@ -251,154 +220,71 @@ export class LibvirtDriver implements Driver {
     throw new DriverError('VMNotFound', 'libvirt: lookup needs a name or a uuid', { op: 'virDomainLookupByName', hypervisorMessage: 'no name or uuid given' });
   }
 
-  async observe(vm: VMHandle): Promise<ObservedVM> {
+  async observe(vm: VMHandle, opts: CallOptions = {}): Promise<ObservedVM> {
     const c = this.session('observe', vm.name);
-    const d = ref(vm);
-    let op = 'virDomainGetState';
+    const op = { name: 'virDomainGetState' };
+    checkAborted(opts.signal, op.name, vm.name);
     try {
-      // One pipelined batch; the inactive XML only matters for a persistent domain.
-      const inactive = c.domainGetXmlDesc(d, DomainXmlFlags.INACTIVE).catch((e: unknown) => e);
-      const info = c.domainGetInfo(d).catch((e: unknown) => e);
-      const [state, active, persistent, liveXml] = await Promise.all([
-        c.domainGetState(d),
-        c.domainIsActive(d),
-        c.domainIsPersistent(d),
-        c.domainGetXmlDesc(d, 0),
-      ]);
-      op = 'virDomainGetXMLDesc';
-      const live = parseDomainXml(liveXml);
-      let config: DomainXmlInfo | undefined;
-      if (persistent) {
-        const x = await inactive;
-        if (x instanceof Error) throw x;
-        config = active ? parseDomainXml(x as string) : live;
-      } else {
-        await inactive;
-      }
-      op = 'virDomainGetInfo';
-      const i = await info;
-      if (i instanceof Error) throw i;
-      const di = i as DomainInfo;
-      const type = this.type ?? 'qemu';
-      const paused = state.state === DomainState.PAUSED || state.state === DomainState.PMSUSPENDED;
-      const powerState = !active ? 'ShutOff' : paused ? 'Paused' : 'Running';
-      const out: ObservedVM = {
-        name: live.name ?? vm.name,
-        uuid: live.uuid ?? vm.uuid,
-        type,
-        powerState,
-        persistent,
-        balloon: { device: live.memballoonModel === 'none' ? 'none' : 'present' },
-        numa: (config ?? live).numaCells.length > 0,
-      };
-      if (active) {
-        const w = this.world(live, type);
-        const remembered = this.liveTargets.get(vm.uuid);
-        if (remembered && remembered.id === live.id) w.memory = BigInt(remembered.kib) * KIB;
-        else this.liveTargets.delete(vm.uuid);
-        out.live = w;
-        out.balloon.actual = BigInt(di.memoryKiB) * KIB;
-      } else {
-        this.liveTargets.delete(vm.uuid);
-      }
-      if (config) out.config = this.world(config, type);
-      return out;
+      const gen = this.cache.generation(vm.uuid);
+      const facts = await abortable(readDomainFacts(c, vm, op), opts.signal, op.name, vm.name);
+      // A fresh read refreshes the host view's copy too (observeAll reuses it).
+      this.cache.store(facts, gen);
+      return observedOf(facts, this.type ?? 'qemu', this.liveTargets);
     } catch (err) {
-      throw toDriverError(err, op, vm.name);
+      throw toDriverError(err, op.name, vm.name);
     }
   }
 
-  private world(x: DomainXmlInfo, type: HypervisorType): WorldValues {
-    const maxMemory = kibToBytes(x.memoryKiB);
-    if (maxMemory === undefined) {
-      throw new DriverError('Protocol', `libvirt: domain XML of ${x.name ?? '?'} has no <memory>`, { op: 'virDomainGetXMLDesc', hypervisorMessage: 'no <memory> element' });
+  async observeAll(opts: CallOptions = {}): Promise<HostObservation> {
+    const c = this.session('observeAll');
+    // The cache is only as good as the events it hears: register them before the first look.
+    try {
+      this.cache.pendingCalls += await abortable(this.hub.ensure(c), opts.signal, 'virConnectDomainEventRegisterAny');
+    } catch (err) {
+      throw toDriverError(err, 'virConnectDomainEventRegisterAny');
     }
-    const w: WorldValues = { maxMemory, memory: kibToBytes(x.currentMemoryKiB) ?? maxMemory };
-    const ming = kibToBytes(x.memtune.minGuaranteeKiB);
-    if (ming !== undefined) w.reservation = ming;
-    if (type !== 'xen') {
-      const hard = x.memtune.hardLimitKiB;
-      w.limit = hard === undefined || hard >= MEMORY_PARAM_UNLIMITED ? 'unlimited' : BigInt(hard) * KIB;
-    }
-    return w;
+    return observeHost(this.cache, { client: c, type: this.type ?? 'qemu', liveTargets: this.liveTargets, signal: opts.signal });
   }
 
-  async apply(vm: VMHandle, steps: readonly Step[]): Promise<ApplyResult> {
-    const applied: Step[] = [];
-    if (steps.length === 0) return { applied };
+  async apply(vm: VMHandle, steps: readonly Step[], opts: CallOptions = {}): Promise<ApplyResult> {
+    if (steps.length === 0) return { applied: [] };
     const c = this.session('apply', vm.name);
-    const d = ref(vm);
-    for (const step of steps) {
-      const world = step.world === 'live' ? DomainMemFlags.LIVE : DomainMemFlags.CONFIG;
-      const op = step.field === 'maxMemory' || step.field === 'memory' ? 'virDomainSetMemoryFlags' : 'virDomainSetMemoryParameters';
-      try {
-        switch (step.field) {
-          case 'maxMemory':
-            await c.domainSetMemoryFlags(d, kib(op, vm.name, step), DomainMemFlags.MAXIMUM | world);
-            break;
-          case 'memory': {
-            const k = kib(op, vm.name, step);
-            await c.domainSetMemoryFlags(d, k, world);
-            if (step.world === 'live') {
-              const id = (await c.lookupDomainByUuid(vm.uuid)).id;
-              this.liveTargets.set(vm.uuid, { id, kib: k });
-            }
-            break;
-          }
-          case 'limit': {
-            const v: number | 'unlimited' = step.to === 'unlimited' ? 'unlimited' : kib(op, vm.name, step);
-            await c.domainSetMemoryParameters(d, { hard_limit: v }, world);
-            break;
-          }
-          case 'reservation':
-            await c.domainSetMemoryParameters(d, { min_guarantee: kib(op, vm.name, step) }, world);
-            break;
-        }
-      } catch (err) {
-        throw toDriverError(err, op, vm.name, applied);
-      }
-      applied.push(step);
+    const type = this.type ?? 'qemu';
+    const gen = this.cache.generation(vm.uuid);
+    let applied: Step[];
+    try {
+      applied = await applySteps(c, vm, steps, this.liveTargets, opts.signal);
+    } catch (err) {
+      // Some steps may have taken: the cached definition is no longer known.
+      this.cache.invalidate(vm.uuid);
+      throw err;
     }
+    const facts = this.cache.get(vm.uuid);
+    // Exact only when the cache held this domain and no event arrived meanwhile.
+    if (facts && this.cache.generation(vm.uuid) === gen && patchFacts(facts, applied, type)) {
+      return { applied, observed: observedOf(facts, type, this.liveTargets) };
+    }
+    this.cache.invalidate(vm.uuid);
     return { applied };
   }
 
   async events(onEvent: (event: DriverEvent) => void): Promise<() => Promise<void>> {
     const c = this.session('events');
-    const subs: Subscription[] = [];
+    const listener = (ev: DomainEvent) => onEvent(driverEventOf(ev));
     const onClose = (err?: LibvirtError) => onEvent({ kind: 'disconnected', reason: err ? err.libvirtMessage : 'connection closed' });
+    this.hub.add(listener);
     try {
-      subs.push(await c.onLifecycle((e) => onEvent({ kind: 'lifecycle', vm: { name: e.dom.name, uuid: e.dom.uuid }, detail: `${e.eventName}(${e.detail})` })));
-      subs.push(await c.onBalloonChange((e) => onEvent({ kind: 'balloon', vm: { name: e.dom.name, uuid: e.dom.uuid }, actual: BigInt(e.actualKiB) * KIB })));
+      this.cache.pendingCalls += await this.hub.ensure(c);
     } catch (err) {
-      await Promise.allSettled(subs.map((s) => s.close()));
+      this.hub.remove(listener);
       throw toDriverError(err, 'virConnectDomainEventRegisterAny');
     }
     c.on('close', onClose);
     return async () => {
       c.off('close', onClose);
-      await Promise.allSettled(subs.map((s) => s.close()));
+      this.hub.remove(listener);
     };
   }
-}
-
-/** Bytes -> KiB for libvirt; a value that is not whole KiB cannot be sent. */
-function kib(op: string, vm: string, step: Step): number {
-  const to = step.to;
-  if (typeof to !== 'bigint' || to < 0n) {
-    throw new DriverError('Refused', `libvirt: ${op} on ${vm}: invalid argument: ${step.field} ${String(to)} is not a number of bytes`, {
-      op, vm, hypervisorMessage: `invalid argument: ${step.field} ${String(to)} is not a number of bytes`,
-    });
-  }
-  if (to % KIB !== 0n) {
-    const m = `invalid argument: ${step.field} ${to} bytes is not a whole number of KiB (libvirt takes KiB)`;
-    throw new DriverError('Refused', `libvirt: ${op} on ${vm}: ${m}`, { op, vm, hypervisorMessage: m });
-  }
-  const k = to / KIB;
-  if (k > BigInt(Number.MAX_SAFE_INTEGER)) {
-    const m = `invalid argument: ${step.field} ${to} bytes is too large`;
-    throw new DriverError('Refused', `libvirt: ${op} on ${vm}: ${m}`, { op, vm, hypervisorMessage: m });
-  }
-  return Number(k);
 }
 
 /** The DriverFactory for libvirt URIs (qemu, xen, test). */
