@@ -9,6 +9,15 @@
  * Kubernetes rounds fractional values up to the nearest unit; for memory we
  * refuse them instead, because silently rounding "0.5" or "1500m" to a byte
  * hides a mistake. No floating point anywhere: numbers are scaled bigints.
+ *
+ * Like every Kubernetes quantity field (x-kubernetes-int-or-string), a plain
+ * integer is accepted too: `maxMemory: 4294967296` means 4Gi. JSON and YAML
+ * parsers hand integers to JavaScript as doubles, which hold every integer only
+ * up to 2^53-1; beyond that `9007199254740993` arrives as ...992. We cannot tell
+ * a rounded integer from an exact one, so integers above MAX_INTEGER_BYTES are
+ * refused with a message that says to quote them (a string is parsed exactly).
+ * The CRD refuses the same integers (src/api/fields.ts), so `kubectl apply` and
+ * `vmmem validate` agree, and the operator never reads a rounded value back.
  */
 
 export class QuantityError extends Error {
@@ -34,6 +43,9 @@ const DECIMAL_EXPONENT: Record<string, number> = { m: -3, '': 0, k: 3, M: 6, G: 
 
 /** Anything past 2^63-1 bytes (Kubernetes' int64 limit) is not memory any hypervisor has. */
 export const MAX_BYTES = (1n << 63n) - 1n;
+/** Largest integer (JSON/YAML number) taken as bytes: 2^53-1, the last one a double holds exactly. */
+export const MAX_INTEGER_BYTES = Number.MAX_SAFE_INTEGER;
+
 /** Longest quantity string we accept; also bounds the CRD's CEL cost. */
 export const MAX_QUANTITY_LENGTH = 64;
 
@@ -49,10 +61,8 @@ export const QUANTITY_PATTERN =
  * (e.g. "spec.maxMemory") so callers can pass errors straight to users.
  */
 export function parseQuantity(value: unknown, field: string): bigint {
-  if (typeof value === 'number') {
-    throw new QuantityError(field, value, 'must be a quantity string such as "8Gi" (quote plain numbers)');
-  }
-  if (typeof value !== 'string') throw new QuantityError(field, value, 'must be a quantity string such as "8Gi"');
+  if (typeof value === 'number') return integerBytes(value, field);
+  if (typeof value !== 'string') throw new QuantityError(field, value, 'must be a quantity such as "8Gi" or a whole number of bytes');
   const text = value.trim();
   if (text !== value || text === '') throw new QuantityError(field, value, 'is not a quantity (expected e.g. "8Gi", "1536Mi", "4G")');
   if (text.length > MAX_QUANTITY_LENGTH) throw new QuantityError(field, value, `is longer than ${MAX_QUANTITY_LENGTH} characters`);
@@ -84,6 +94,22 @@ export function parseQuantity(value: unknown, field: string): bigint {
   const bytes = numerator / denominator;
   if (bytes > MAX_BYTES) throw new QuantityError(field, value, 'is too large (more than 2^63-1 bytes)');
   return bytes;
+}
+
+/** A JSON/YAML number as bytes: a whole, non-negative integer a double holds exactly. */
+function integerBytes(value: number, field: string): bigint {
+  if (!Number.isFinite(value)) throw new QuantityError(field, value, 'is not a quantity (expected e.g. "8Gi", "1536Mi", 4294967296)');
+  if (!Number.isInteger(value)) throw new QuantityError(field, value, 'is not a whole number of bytes');
+  if (value < 0) throw new QuantityError(field, value, 'must not be negative');
+  if (value > MAX_INTEGER_BYTES) {
+    // The digits shown are the double's, not necessarily what the file says: say so.
+    throw new QuantityError(
+      field,
+      value,
+      `is an integer above 2^53-1 (${MAX_INTEGER_BYTES}), where JSON and YAML numbers stop being exact (the file may say something else): write it as a quoted quantity string instead, e.g. "9007199254740993" or "8Pi"`,
+    );
+  }
+  return BigInt(value);
 }
 
 function scaleDecimal(n: bigint, exponent: number, divide: (d: bigint) => void): bigint {

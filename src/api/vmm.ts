@@ -37,19 +37,27 @@ interface SpecRule {
 }
 
 interface RawSpec {
-  maxMemory: string;
-  memory?: string | undefined;
-  reservation?: string | undefined;
-  limit?: string | undefined;
+  maxMemory: string | number;
+  memory?: string | number | undefined;
+  reservation?: string | number | undefined;
+  limit?: string | number | undefined;
 }
 
-const q = (v: string | undefined) => (v !== undefined && isQuantity(v) ? parseQuantity(v, 'v') : undefined);
+const q = (v: string | number | undefined) => (v !== undefined && isQuantity(v) ? parseQuantity(v, 'v') : undefined);
+
+// Quantity fields are int or string (x-kubernetes-int-or-string): CEL's quantity() takes a
+// string, so an integer goes through string() first; each rule guards against values the
+// field's own rules already refuse, so one bad field yields one message.
+const isQ = (x: string) => `(type(${x}) == int || isQuantity(${x}))`;
+const Q = (x: string) => `(type(${x}) == int ? quantity(string(${x})) : quantity(${x}))`;
+const text = (x: string) => `string(${x})`;
+const MEMORY_OR_MAX = '(has(self.memory) ? self.memory : self.maxMemory)';
 
 export const SPEC_RULES: SpecRule[] = [
   {
     cel: {
-      rule: '!has(self.memory) || !isQuantity(self.memory) || !isQuantity(self.maxMemory) || quantity(self.memory).compareTo(quantity(self.maxMemory)) <= 0',
-      messageExpression: "'spec.memory (' + self.memory + ') must not exceed spec.maxMemory (' + self.maxMemory + ')'",
+      rule: `!has(self.memory) || !${isQ('self.memory')} || !${isQ('self.maxMemory')} || ${Q('self.memory')}.compareTo(${Q('self.maxMemory')}) <= 0`,
+      messageExpression: `'spec.memory (' + ${text('self.memory')} + ') must not exceed spec.maxMemory (' + ${text('self.maxMemory')} + ')'`,
       fieldPath: '.memory',
       reason: 'FieldValueInvalid',
     },
@@ -61,9 +69,8 @@ export const SPEC_RULES: SpecRule[] = [
   },
   {
     cel: {
-      rule:
-        "!has(self.reservation) || !isQuantity(self.reservation) || !isQuantity(has(self.memory) ? self.memory : self.maxMemory) || quantity(self.reservation).compareTo(quantity(has(self.memory) ? self.memory : self.maxMemory)) <= 0",
-      messageExpression: "'spec.reservation (' + self.reservation + ') must not exceed spec.memory (' + (has(self.memory) ? self.memory : self.maxMemory + ', from spec.maxMemory') + ')'",
+      rule: `!has(self.reservation) || !${isQ('self.reservation')} || !${isQ(MEMORY_OR_MAX)} || ${Q('self.reservation')}.compareTo(${Q(MEMORY_OR_MAX)}) <= 0`,
+      messageExpression: `'spec.reservation (' + ${text('self.reservation')} + ') must not exceed spec.memory (' + (has(self.memory) ? ${text('self.memory')} : ${text('self.maxMemory')} + ', from spec.maxMemory') + ')'`,
       fieldPath: '.reservation',
       reason: 'FieldValueInvalid',
     },
@@ -78,8 +85,8 @@ export const SPEC_RULES: SpecRule[] = [
   },
   {
     cel: {
-      rule: `!has(self.limit) || self.limit == '${UNLIMITED}' || !has(self.reservation) || !isQuantity(self.limit) || !isQuantity(self.reservation) || quantity(self.limit).compareTo(quantity(self.reservation)) >= 0`,
-      messageExpression: "'spec.limit (' + self.limit + ') must not be below spec.reservation (' + self.reservation + ')'",
+      rule: `!has(self.limit) || (type(self.limit) == string && self.limit == '${UNLIMITED}') || !has(self.reservation) || !${isQ('self.limit')} || !${isQ('self.reservation')} || ${Q('self.limit')}.compareTo(${Q('self.reservation')}) >= 0`,
+      messageExpression: `'spec.limit (' + ${text('self.limit')} + ') must not be below spec.reservation (' + ${text('self.reservation')} + ')'`,
       fieldPath: '.limit',
       reason: 'FieldValueInvalid',
     },

@@ -64,13 +64,31 @@ const invalid: [unknown, RegExp][] = [
   ['16Ei', /too large/],
   ['1e400', /out of range/],
   ['1'.repeat(65), /longer than 64/],
-  [8589934592, /quote plain numbers/],
-  [null, /must be a quantity string/],
-  [{ a: 1 }, /must be a quantity string/],
+  [null, /must be a quantity such as "8Gi" or a whole number of bytes/],
+  [{ a: 1 }, /must be a quantity such as "8Gi" or a whole number of bytes/],
+  [true, /must be a quantity such as/],
+  // Integers, as JSON/YAML numbers: whole, non-negative, and exact in a double.
+  [-1, /must not be negative/],
+  [1.5, /not a whole number of bytes/],
+  [Number.NaN, /not a quantity/],
+  [Number.POSITIVE_INFINITY, /not a quantity/],
+  [2 ** 53, /above 2\^53-1 \(9007199254740991\).*stop being exact.*quoted quantity string/],
+  // eslint-disable-next-line no-loss-of-precision -- the point: 2^53+1 written in a file reads as 2^53
+  [9007199254740993, /^spec.memory: 9007199254740992 is an integer above .*the file may say something else/],
+  [1e20, /above 2\^53-1/],
   ['.', /not a quantity/],
   ['+', /not a quantity/],
   ['e3', /not a quantity/],
 ];
+
+test('integers are bytes, as in every Kubernetes quantity field, up to 2^53-1 (exact in a double)', () => {
+  assert.equal(parseQuantity(4294967296, 'spec.maxMemory'), 4n << 30n);
+  assert.equal(parseQuantity(0, 'spec.reservation'), 0n);
+  assert.equal(parseQuantity(-0, 'spec.reservation'), 0n);
+  assert.equal(parseQuantity(Number.MAX_SAFE_INTEGER, 'spec.maxMemory'), 9007199254740991n);
+  // The same value written as a string is exact at any size up to 2^63-1.
+  assert.equal(parseQuantity('9007199254740993', 'spec.maxMemory'), 9007199254740993n);
+});
 
 test('rejects what is not a whole, non-negative number of bytes, naming the field', () => {
   for (const [text, why] of invalid) {

@@ -45,7 +45,26 @@ const wrongType: fc.Arbitrary<unknown> = fc.oneof(
   fc.dictionary(fc.string({ minLength: 1, maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }),
 );
 
-export const quantityValue: fc.Arbitrary<unknown> = fc.oneof({ weight: 12, arbitrary: quantityText }, { weight: 1, arbitrary: wrongType });
+/**
+ * A quantity written as a JSON/YAML number, as Kubernetes quantity fields (int-or-string) allow:
+ * ordinary byte counts, zero and negatives, and integers at and beyond 2^53 (where a double stops
+ * being exact, so both validators must refuse them), up to and past int64.
+ */
+export const quantityInteger: fc.Arbitrary<number> = fc.oneof(
+  { weight: 4, arbitrary: fc.integer({ min: 1, max: 64 }).map((n) => n * 2 ** 30) },
+  { weight: 2, arbitrary: fc.maxSafeNat() },
+  { weight: 1, arbitrary: fc.integer({ min: -(2 ** 31), max: 0 }) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(0, 1, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, 2 ** 62, 2 ** 63, 2 ** 64, 1e20, -(2 ** 53)),
+  },
+);
+
+export const quantityValue: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 12, arbitrary: quantityText },
+  { weight: 3, arbitrary: quantityInteger },
+  { weight: 1, arbitrary: wrongType },
+);
 
 export const dnsName: fc.Arbitrary<string> = fc
   .tuple(fc.constantFrom('a', 'b', 'web', 'db', 'x9'), fc.nat({ max: 999 }))

@@ -27,6 +27,7 @@ const CEL_MESSAGES: Record<string, RegExp> = {
   'quantity-fractional-bytes.yaml': /whole, non-negative number of bytes/,
   'quantity-negative.yaml': /whole, non-negative number of bytes/,
   'quantity-zero-max.yaml': /must be greater than 0/,
+  'quantity-integer-beyond-2p53.yaml': /an integer must be at most 2\^53-1 \(9007199254740991\)/,
   'typo-maxmemroy.yaml': /unknown field "spec\.maxMemroy"/,
   'typo-in-vm.yaml': /unknown field "spec\.vm\.nmae"/,
   'hypervisor-typo-tls.yaml': /unknown field "spec\.tls\.insecureSkipVerfy"/,
@@ -106,4 +107,67 @@ test('the API server and vmmem validate agree on which quantities are whole byte
     const res = await create(obj, true);
     assert.equal(res.status === 201, zodAccepts, `${value}: API server ${res.status}, vmmem ${zodAccepts ? 'accepts' : 'rejects'}: ${res.body.slice(0, 200)}`);
   }
+});
+
+/** vmmem validate on a one-object manifest whose spec is written as raw text (numbers exactly as given). */
+async function validateText(text: string): Promise<{ code: number; out: string[] }> {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { validateCommand } = await import('../../../src/cli/validate.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'vmmem-cel-int-'));
+  try {
+    const file = join(dir, 'm.json');
+    writeFileSync(file, text);
+    const out: string[] = [];
+    const code = validateCommand([file], { out: (l) => out.push(l), err: () => {} });
+    return { code, out };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// Integers as Kubernetes quantities have them (int-or-string). The object goes to the API server as
+// raw JSON text, so a literal beyond 2^53 reaches it exactly as written (JSON.stringify of a JS
+// number could not say 9007199254740993), and vmmem validate reads the very same text.
+test('integer quantities: the API server and vmmem validate accept and refuse the same JSON numbers', async () => {
+  const literals = [
+    '4294967296', '0', '1', '-1', '-4294967296', '9007199254740991', '9007199254740992', '9007199254740993',
+    '9223372036854775807', '9223372036854775808', '18446744073709551616', '100000000000000000000',
+  ];
+  const disagreements: string[] = [];
+  for (const [i, lit] of literals.entries()) {
+    for (const field of ['maxMemory', 'reservation', 'limit']) {
+      const spec = field === 'maxMemory' ? `"maxMemory": ${lit}` : `"maxMemory": "7Ei", "memory": "7Ei", "${field}": ${lit}`;
+      const text = `{"apiVersion": "vmmem.io/v1alpha1", "kind": "VirtualMachineMemory", "metadata": {"name": "int-${i}-${field.toLowerCase()}", "namespace": "default"}, "spec": {"hypervisorRef": {"name": "h"}, "vm": {"name": "a"}, ${spec}}}`;
+      const res = await env.request('POST', `/apis/vmmem.io/v1alpha1/namespaces/default/virtualmachinememories?fieldValidation=Strict&dryRun=All`, text);
+      const v = await validateText(text);
+      assert.ok(res.status === 201 || res.status === 422 || res.status === 400, `${field}: ${lit}: API server ${res.status}: ${res.body.slice(0, 300)}`);
+      if ((res.status === 201) !== (v.code === 0)) {
+        disagreements.push(`${field}: ${lit}: API server ${res.status} ${res.body.slice(0, 200)}; vmmem validate exit ${v.code} ${v.out.join(' ')}`);
+      }
+      // Refusals say why, in our words, on both sides.
+      if (res.status !== 201 && BigInt(lit) > 9007199254740991n && BigInt(lit) <= 9223372036854775807n) {
+        assert.match(res.body, /at most 2\^53-1/, `${field}: ${lit}`);
+        assert.match(v.out.join('\n'), /above 2\^53-1/, `${field}: ${lit}`);
+      }
+    }
+  }
+  assert.deepEqual(disagreements, []);
+});
+
+test('maxMemory: 4294967296 (YAML, unquoted) is stored as the integer and validates; status keeps canonical strings', async () => {
+  const obj = { apiVersion: 'vmmem.io/v1alpha1', kind: 'VirtualMachineMemory', metadata: { name: 'plain-int', namespace: 'default' }, spec: { hypervisorRef: { name: 'h' }, vm: { name: 'a' }, maxMemory: 4294967296, memory: '2Gi' } };
+  const res = await create(obj);
+  assert.equal(res.status, 201, res.body);
+  assert.equal((JSON.parse(res.body) as { spec: { maxMemory: unknown } }).spec.maxMemory, 4294967296);
+  // The CEL cross-field rules compare an integer with a string quantity.
+  const over = await create({ ...obj, metadata: { name: 'plain-int-over', namespace: 'default' }, spec: { ...obj.spec, memory: 4294967297 } }, true);
+  assert.equal(over.status, 422, over.body);
+  assert.match(over.body, /spec\.memory \(4294967297\) must not exceed spec\.maxMemory \(4294967296\)/);
+  const v = await validateText(JSON.stringify({ ...obj, spec: { ...obj.spec, memory: 4294967297 } }));
+  assert.equal(v.code, 1);
+  assert.match(v.out.join('\n'), /spec\.memory \(4294967297\) must not exceed spec\.maxMemory \(4294967296\)/);
+  // Status is written as canonical strings, also when the spec says an integer.
+  const { formatQuantity, parseQuantity } = await import('../../../src/api/quantity.ts');
+  assert.equal(formatQuantity(parseQuantity(4294967296, 'spec.maxMemory')), '4Gi');
 });
