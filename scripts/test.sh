@@ -24,4 +24,4 @@ echo "== tests"
 # One file at a time per core; real-peer files start one peer each and share it.
 exec node --test --test-concurrency="${VMMEM_TEST_CONCURRENCY:-2}" --test-reporter=spec \
   --test-reporter-destination=stdout \
-  'test/unit/**/*.test.ts' 'test/peer/**/*.test.ts' 'test/conformance/**/*.test.ts' 'test/e2e/**/*.test.ts'
+  'test/unit/**/*.test.ts' 'test/peer/**/*.test.ts' 'test/conformance/**/*.test.ts' 'test/e2e/**/*.test.ts' 'test/security/**/*.test.ts'

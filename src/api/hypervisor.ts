@@ -6,10 +6,7 @@ import { z } from 'zod';
 import { ConditionsSchema } from './conditions.ts';
 import { localRef } from './fields.ts';
 import { DURATION_PATTERN } from './duration.ts';
-
-/** libvirt URIs (qemu, xen, test with their transports), vSphere SDK URLs, and the simulator. */
-export const URI_PATTERN = '^((qemu|xen|test)(\\+(unix|ssh|tls|tcp))?://[^\\s]*|https://[^\\s/]+(/[^\\s]*)?|sim:[^\\s]+)$';
-const URI_RE = new RegExp(URI_PATTERN);
+import { redactUri, uriCelRules, uriProblems } from './uri-policy.ts';
 
 export const HypervisorSpecSchema = z
   .strictObject({
@@ -18,17 +15,13 @@ export const HypervisorSpecSchema = z
       .min(1)
       .max(2048)
       .superRefine((uri, ctx) => {
-        if (!URI_RE.test(uri)) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `${JSON.stringify(uri)} is not a supported URI: use a libvirt URI (qemu:///system, qemu+ssh://user@host/system, qemu+tls://host/system, xen:///system, test+unix:///default), https://vcenter/sdk for vSphere, or sim:///path/to/inventory.yaml`,
-          });
-        }
+        // The same checks, with the same regular expressions, as the CRD's CEL rules (uri-policy.ts).
+        for (const problem of uriProblems(uri)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(redactUri(uri))}: ${problem}` });
       })
       .meta({
         description:
-          'Where the hypervisor is: a libvirt URI (qemu:///system, qemu+ssh://user@host/system?keyfile=..., qemu+tls://host/system, xen:///system, test+unix:///default), https://<vcenter-or-esx>/sdk for vSphere, or sim:///path/inventory.yaml for the built-in simulator.',
-        pattern: URI_PATTERN,
+          'Where the hypervisor is: a libvirt URI (qemu:///system, qemu+ssh://user@host/system, qemu+tls://host/system, qemu+tcp://host/system, xen:///system, test+unix:///default), https://<vcenter-or-esx>/sdk for vSphere, or sim:///path/inventory.yaml for the built-in simulator. Only the parameters socket= and mode= (local), socket= and proxy= (ssh) are accepted; keys, known_hosts, certificates and passwords come from spec.credentialsSecretRef, never from the URI.',
+        'x-kubernetes-validations': uriCelRules(),
       }),
     credentialsSecretRef: localRef(
       'Secret (same namespace) with credentials: username/password (vSphere, libvirt SASL), tls.crt/tls.key/ca.crt (libvirt TLS client certificate), ssh-privatekey and optional known_hosts (libvirt over SSH).',

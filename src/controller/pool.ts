@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { HypervisorSpec } from '../api/hypervisor.ts';
+import { redactUri } from '../api/uri-policy.ts';
 import type { Credentials, Driver, DriverEvent, HypervisorIdentity } from '../drivers/driver.ts';
 import { DriverError } from '../drivers/driver.ts';
 import { createDriver } from '../drivers/registry.ts';
@@ -94,7 +95,7 @@ export class HypervisorPool {
     const id = keyString(key);
     if (spec.tls?.insecureSkipVerify && !this.warnedInsecure.has(id)) {
       this.warnedInsecure.add(id);
-      this.opts.log.warn({ hypervisor: id, uri: spec.uri }, 'TLS certificate verification is disabled for this Hypervisor (spec.tls.insecureSkipVerify: true)');
+      this.opts.log.warn({ hypervisor: id, uri: redactUri(spec.uri) }, 'TLS certificate verification is disabled for this Hypervisor (spec.tls.insecureSkipVerify: true)');
     }
     const factory = this.opts.createDriver ?? createDriver;
     const driver = await factory({ uri: spec.uri, credentials, insecureSkipVerify: spec.tls?.insecureSkipVerify === true, timeoutMs: this.opts.timeoutMs ?? 30_000 });
@@ -110,7 +111,7 @@ export class HypervisorPool {
         });
       }
       this.entries.set(id, entry);
-      this.opts.log.info({ hypervisor: id, uri: spec.uri, type: identity.type, version: identity.version }, 'connected to hypervisor');
+      this.opts.log.info({ hypervisor: id, uri: redactUri(spec.uri), type: identity.type, version: identity.version }, 'connected to hypervisor');
       return entry;
     } catch (err) {
       await driver.close().catch(() => undefined);

@@ -5,39 +5,44 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { redactUri } from '../api/uri-policy.ts';
 import { LibvirtError } from './errors.ts';
 import { DEFAULT_SSH_PORT, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT, SYSTEM_SOCKET, localSocketCandidates } from './uri.ts';
 import type { LibvirtUri } from './uri.ts';
 
+/**
+ * TLS material comes only from here (the Hypervisor's Secret), never from files
+ * a URI names (libvirt's pkipath=) nor the operator's own default locations
+ * (/etc/pki, ~/.pki): a tenant must not borrow the operator's client certificate.
+ */
 export interface TlsOptions {
-  /** PEM CA bundle used to verify the server (default: pkipath/cacert.pem or /etc/pki/CA/cacert.pem). */
+  /** PEM CA bundle used to verify the server (default: the system roots). */
   ca?: string | Buffer;
-  /** PEM client certificate (default: clientcert.pem in the pki directory). */
+  /** PEM client certificate (default: none). */
   cert?: string | Buffer;
-  /** PEM client key (default: clientkey.pem in the pki directory). */
+  /** PEM client key (with cert). */
   key?: string | Buffer;
-  /** Skip server certificate verification. Off by default; `no_verify=1` in the URI also sets it. */
+  /** Skip server certificate verification (spec.tls.insecureSkipVerify). Off by default. */
   insecureSkipVerify?: boolean;
   /** Name to verify the certificate against (default: the URI host). */
   servername?: string;
 }
 
+/**
+ * The key and known_hosts are files the driver wrote from the Hypervisor's
+ * Secret; both are required. ssh then uses only them: no config files, no
+ * agent, no default identities or known_hosts of the operator's user.
+ */
 export interface SshOptions {
-  /** Private key file (overrides `keyfile=`). */
+  /** Private key file, from the Secret's ssh-privatekey. */
   keyfile?: string;
-  /** known_hosts file (overrides `known_hosts=`). */
+  /** known_hosts file, from the Secret's known_hosts; host keys are always checked strictly. */
   knownHostsFile?: string;
-  /** StrictHostKeyChecking (default: true when a known_hosts file is given, else ssh's own config). */
-  strictHostKeyChecking?: boolean;
-  /** ssh binary (overrides `command=`; default "ssh"). */
+  /** The ssh binary (code only, e.g. tests; never from a URI). Default "ssh". */
   command?: string;
-  /** Extra ssh arguments, placed before the host. */
-  extraArgs?: string[];
 }
 
 export interface TransportOptions {
@@ -87,14 +92,14 @@ function connectError(u: LibvirtUri, where: string, err: unknown): LibvirtError 
   let hint = '';
   if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') hint = ' (is the libvirt daemon running?)';
   if (e.code === 'EACCES') hint = ' (permission denied: is this user allowed to use the socket?)';
-  return LibvirtError.local('connect', `cannot connect to ${where} for '${u.uri}': ${e.message}${hint}`, undefined, err);
+  return LibvirtError.local('connect', `cannot connect to ${where} for '${redactUri(u.uri)}': ${e.message}${hint}`, undefined, err);
 }
 
 function withTimeout<T extends net.Socket>(sock: T, ms: number, u: LibvirtUri, where: string, readyEvent: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(LibvirtError.local('timeout', `connecting to ${where} for '${u.uri}' took longer than ${ms} ms`));
+      reject(LibvirtError.local('timeout', `connecting to ${where} for '${redactUri(u.uri)}' took longer than ${ms} ms`));
     }, ms);
     const onErr = (err: Error) => {
       clearTimeout(timer);
@@ -126,29 +131,10 @@ async function openUnix(u: LibvirtUri, ms: number): Promise<Duplex> {
   throw last instanceof LibvirtError ? last : connectError(u, `unix socket ${candidates.join(' or ')}`, last);
 }
 
-function pkiPaths(u: LibvirtUri): { ca: string; cert: string; key: string } {
-  if (u.pkipath) return { ca: `${u.pkipath}/cacert.pem`, cert: `${u.pkipath}/clientcert.pem`, key: `${u.pkipath}/clientkey.pem` };
-  if (process.getuid?.() === 0) return { ca: '/etc/pki/CA/cacert.pem', cert: '/etc/pki/libvirt/clientcert.pem', key: '/etc/pki/libvirt/private/clientkey.pem' };
-  const d = `${homedir()}/.pki/libvirt`;
-  return { ca: `${d}/cacert.pem`, cert: `${d}/clientcert.pem`, key: `${d}/clientkey.pem` };
-}
-
-function readPem(u: LibvirtUri, what: string, path: string, optional: boolean): Buffer | undefined {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    if (optional && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw LibvirtError.local('connect', `cannot read TLS ${what} '${path}' for '${u.uri}': ${(e as Error).message}`, undefined, e);
-  }
-}
-
 async function openTls(u: LibvirtUri, o: TransportOptions, ms: number): Promise<Duplex> {
   const t = o.tls ?? {};
-  const paths = pkiPaths(u);
-  const insecure = t.insecureSkipVerify === true || u.noVerify;
-  const ca = t.ca ?? readPem(u, 'CA certificate', paths.ca, insecure);
-  const cert = t.cert ?? readPem(u, 'client certificate', paths.cert, true);
-  const key = t.key ?? readPem(u, 'client key', paths.key, cert === undefined);
+  const insecure = t.insecureSkipVerify === true;
+  const { ca, cert, key } = t;
   const host = u.host!;
   const port = u.port ?? DEFAULT_TLS_PORT;
   const where = `${host}:${port} (TLS)`;
@@ -165,7 +151,7 @@ async function openTls(u: LibvirtUri, o: TransportOptions, ms: number): Promise<
     const timer = setTimeout(() => {
       cleanup();
       sock.destroy();
-      reject(LibvirtError.local('timeout', `${where} for '${u.uri}' did not confirm the TLS session within ${ms} ms`));
+      reject(LibvirtError.local('timeout', `${where} for '${redactUri(u.uri)}' did not confirm the TLS session within ${ms} ms`));
     }, ms);
     const cleanup = () => {
       clearTimeout(timer);
@@ -179,7 +165,7 @@ async function openTls(u: LibvirtUri, o: TransportOptions, ms: number): Promise<
       cleanup();
       if (b[0] !== 1) {
         sock.destroy();
-        reject(LibvirtError.local('connect', `${where} rejected our TLS client certificate or address for '${u.uri}' (status byte ${b[0]})`));
+        reject(LibvirtError.local('connect', `${where} rejected our TLS client certificate or address for '${redactUri(u.uri)}' (status byte ${b[0]})`));
       } else resolve();
     };
     const onError = (err: Error) => {
@@ -188,7 +174,7 @@ async function openTls(u: LibvirtUri, o: TransportOptions, ms: number): Promise<
     };
     const onEnd = () => {
       cleanup();
-      reject(LibvirtError.local('connect', `${where} closed the TLS session for '${u.uri}': server verification (of our certificate or IP address) failed`));
+      reject(LibvirtError.local('connect', `${where} closed the TLS session for '${redactUri(u.uri)}': server verification (of our certificate or IP address) failed`));
     };
     sock.on('readable', onReadable);
     sock.once('error', onError);
@@ -204,7 +190,7 @@ function shQuote(s: string): string {
 
 /** The command run on the remote host: relays stdio to the daemon's socket. */
 export function sshRemoteCommand(u: LibvirtUri): string {
-  const nc = u.netcat ?? 'nc';
+  const nc = 'nc';
   const socket = u.socket ?? (u.path === '/session' ? '$XDG_RUNTIME_DIR/libvirt/libvirt-sock' : SYSTEM_SOCKET);
   const sockArg = u.socket !== undefined || u.path !== '/session' ? shQuote(socket) : `"${socket}"`;
   const netcat = `if ${shQuote(nc)} -q 2>&1 | grep "requires an argument" >/dev/null 2>&1; then ARG=-q0; else ARG=; fi; exec ${shQuote(nc)} $ARG -U ${sockArg}`;
@@ -217,20 +203,41 @@ export function sshRemoteCommand(u: LibvirtUri): string {
   return `sh -c ${shQuote(script)}`;
 }
 
-export function sshArgs(u: LibvirtUri, o: SshOptions = {}): string[] {
-  const args: string[] = [];
+/**
+ * The ssh command line. Only the host, port and user come from the URI (their
+ * shapes are checked by parseUri, and `--` ends the options anyway); everything
+ * else is fixed here so that nothing a tenant writes becomes an ssh option, and
+ * ssh uses only the Secret's key and known_hosts.
+ */
+export function sshArgs(u: LibvirtUri, o: SshOptions): string[] {
+  if (o.keyfile === undefined || o.knownHostsFile === undefined) {
+    throw LibvirtError.local('connect', `ssh to '${redactUri(u.uri)}' needs ssh-privatekey and known_hosts in the Secret named by spec.credentialsSecretRef (vmmem uses no other key or host list)`);
+  }
+  const args = ['-F', 'none']; // no ~/.ssh/config or /etc/ssh/ssh_config: no ProxyCommand, Match exec, ...
   if (u.port !== undefined && u.port !== DEFAULT_SSH_PORT) args.push('-p', String(u.port));
   if (u.user !== undefined) args.push('-l', u.user);
-  const keyfile = o.keyfile ?? u.keyfile;
-  if (keyfile !== undefined) args.push('-i', keyfile);
-  const kh = o.knownHostsFile ?? u.knownHosts;
-  if (kh !== undefined) args.push('-o', `UserKnownHostsFile=${kh}`);
-  const strict = o.strictHostKeyChecking ?? (kh !== undefined ? true : undefined);
-  if (strict !== undefined) args.push('-o', `StrictHostKeyChecking=${strict ? 'yes' : 'no'}`);
-  // Never prompt: a controller has no terminal.
-  args.push('-o', 'BatchMode=yes', '-T', '-e', 'none');
-  if (o.extraArgs) args.push(...o.extraArgs);
-  args.push('--', u.host!, sshRemoteCommand(u));
+  args.push('-i', o.keyfile);
+  const fixed = [
+    'IdentitiesOnly=yes',
+    'IdentityAgent=none',
+    'PKCS11Provider=none',
+    `UserKnownHostsFile=${o.knownHostsFile}`,
+    'GlobalKnownHostsFile=/dev/null',
+    'StrictHostKeyChecking=yes',
+    'UpdateHostKeys=no',
+    'CheckHostIP=no',
+    'BatchMode=yes', // never prompt: a controller has no terminal
+    'ControlMaster=no',
+    'ControlPath=none',
+    'PermitLocalCommand=no',
+    'ForwardAgent=no',
+    'ForwardX11=no',
+    'ClearAllForwardings=yes',
+    'ProxyCommand=none',
+    'ProxyJump=none',
+  ];
+  for (const opt of fixed) args.push('-o', opt);
+  args.push('-T', '-e', 'none', '--', u.host!, sshRemoteCommand(u));
   return args;
 }
 
@@ -290,12 +297,15 @@ class ChildStream extends Duplex {
 }
 
 function openSsh(u: LibvirtUri, o: TransportOptions): Promise<Duplex> {
-  const cmd = o.ssh?.command ?? u.command ?? 'ssh';
-  const args = sshArgs(u, o.ssh);
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const ssh = o.ssh ?? {};
+  const cmd = ssh.command ?? 'ssh';
+  const args = sshArgs(u, ssh);
+  // No agent socket in the child's environment either (IdentityAgent=none already ignores it).
+  const { SSH_AUTH_SOCK: _agent, SSH_AGENT_PID: _pid, ...env } = process.env;
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env, shell: false });
   return new Promise((resolve, reject) => {
     child.once('spawn', () => resolve(new ChildStream(child, `${cmd} to ${u.host}`)));
-    child.once('error', (err) => reject(LibvirtError.local('connect', `cannot run '${cmd}' for '${u.uri}': ${err.message}`, undefined, err)));
+    child.once('error', (err) => reject(LibvirtError.local('connect', `cannot run '${cmd}' for '${redactUri(u.uri)}': ${err.message}`, undefined, err)));
   });
 }
 

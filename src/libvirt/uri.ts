@@ -1,87 +1,114 @@
-// libvirt connection URIs, parsed the way libvirt's remote driver does:
+// libvirt connection URIs, the subset vmmem accepts (src/api/uri-policy.ts):
 //
 //   driver[+transport]://[user@][host][:port]/path[?param=value&...]
 //
 // - no transport and no host -> local unix socket; no transport with a host -> tls
-// - the URI sent to the daemon in CONNECT_OPEN is driver:///path plus the query
-//   parameters that are not consumed by the client (or the `name` parameter)
+// - drivers qemu, xen, test; parameters only those LIBVIRT_PARAMS lists per
+//   transport. libvirt's own client also takes command=, keyfile=, netcat=,
+//   pkipath=, known_hosts=, no_verify=, name=...: a Hypervisor is tenant input,
+//   so those are refused here (programs, local files, ssh options), whatever the
+//   schema let through (defence in depth).
+// - the URI sent to the daemon in CONNECT_OPEN is driver:///path.
 // - `test:///default` is served in-process by libvirt's C library; this client
 //   has no in-process drivers, so it asks the local daemon, which has the test
 //   driver too (its state then lives as long as the connection).
 
+import { HOST, LIBVIRT_DRIVER_PATHS, LIBVIRT_PARAMS, REFUSED_PARAMS, SSH_USER, redactUri } from '../api/uri-policy.ts';
+import type { LibvirtTransport } from '../api/uri-policy.ts';
 import { LibvirtError } from './errors.ts';
 
-export type Transport = 'unix' | 'tcp' | 'tls' | 'ssh';
+export type Transport = LibvirtTransport;
 
 export interface LibvirtUri {
-  /** The URI as given. */
+  /** The URI as given (log `redactUri(uri)`, not this). */
   readonly uri: string;
-  /** Hypervisor driver: qemu, xen, test, lxc, ... */
+  /** Hypervisor driver: qemu, xen or test. */
   readonly driver: string;
   readonly transport: Transport;
+  /** ssh login name (ssh only). */
   readonly user: string | undefined;
   readonly host: string | undefined;
   readonly port: number | undefined;
   /** e.g. /system, /session, /default */
   readonly path: string;
-  /** Every query parameter, decoded. */
+  /** The supported query parameters given (LIBVIRT_PARAMS), as written. */
   readonly params: Readonly<Record<string, string>>;
-  /** The URI the daemon is asked to open (REMOTE_PROC_CONNECT_OPEN). */
+  /** The URI the daemon is asked to open (REMOTE_PROC_CONNECT_OPEN): driver:///path. */
   readonly name: string;
   /** `socket=`: the daemon's unix socket (local, or on the remote host for ssh). */
   readonly socket: string | undefined;
-  /** `keyfile=` (ssh private key). */
-  readonly keyfile: string | undefined;
-  /** `known_hosts=` (ssh). */
-  readonly knownHosts: string | undefined;
-  /** `no_verify=1`: skip TLS server certificate verification (never the default). */
-  readonly noVerify: boolean;
-  /** `pkipath=`: directory with cacert.pem, clientcert.pem, clientkey.pem. */
-  readonly pkipath: string | undefined;
-  /** `command=`: the ssh binary (default "ssh"). */
-  readonly command: string | undefined;
-  /** `netcat=`: the netcat binary on the remote host (default "nc"). */
-  readonly netcat: string | undefined;
-  /** `proxy=` auto | netcat | native (virt-ssh-helper). */
+  /** `proxy=` auto | netcat | native (virt-ssh-helper), ssh only. */
   readonly proxy: 'auto' | 'netcat' | 'native';
-  /** `no_tty=1` */
-  readonly noTty: boolean;
   /** `mode=` auto | legacy | direct: which daemon socket to use locally. */
   readonly mode: 'auto' | 'legacy' | 'direct';
 }
 
-/** Drivers the remote protocol can reach. */
-const REMOTE_DRIVERS = new Set(['qemu', 'xen', 'libxl', 'test', 'lxc', 'bhyve', 'vbox', 'vz', 'openvz', 'ch', 'network', 'storage', 'nodedev', 'secret', 'nwfilter', 'interface']);
 /** Drivers libvirt implements only inside the client library (HTTP APIs), not over its RPC. */
 const CLIENT_SIDE_DRIVERS = new Set(['esx', 'vpx', 'gsx', 'hyperv', 'vmwareplayer', 'vmwarews', 'vmwarefusion', 'phyp']);
 const TRANSPORTS = new Set<string>(['unix', 'tcp', 'tls', 'ssh']);
-/** Query parameters the client consumes; all others go to the daemon in `name`. */
-const CLIENT_PARAMS = new Set([
-  'name', 'command', 'socket', 'auth', 'netcat', 'keyfile', 'no_verify', 'no_tty', 'pkipath', 'known_hosts',
-  'known_hosts_verify', 'sshauth', 'mode', 'proxy', 'tls_priority',
-]);
 
 export const DEFAULT_TCP_PORT = 16509;
 export const DEFAULT_TLS_PORT = 16514;
 export const DEFAULT_SSH_PORT = 22;
 export const SYSTEM_SOCKET = '/var/run/libvirt/libvirt-sock';
 
+const HOST_RE = new RegExp(`^${HOST}$`);
+const SSH_USER_RE = new RegExp(`^${SSH_USER}$`);
+
 function bad(uri: string, why: string): LibvirtError {
-  return LibvirtError.local('uri', `invalid libvirt URI '${uri}': ${why}`);
+  return LibvirtError.local('uri', `invalid libvirt URI '${redactUri(uri)}': ${why}`);
 }
 
-function decode(uri: string, s: string, what: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    throw bad(uri, `bad percent-encoding in ${what} '${s}'`);
-  }
+interface Parts {
+  driver: string;
+  transport: string | undefined;
+  authority: string;
+  path: string;
+  query: string;
+}
+
+interface Authority {
+  user: string | undefined;
+  host: string | undefined;
+  port: number | undefined;
 }
 
 const SCHEME_RE = /^([a-zA-Z][a-zA-Z0-9.-]*)(?:\+([a-zA-Z0-9-]+))?:\/\/(.*)$/s;
 
-/** Parse and validate a libvirt URI; throws a LibvirtError (reason 'uri') naming the URI and the problem. */
+/**
+ * Parse and validate a libvirt URI against vmmem's allowlist (src/api/uri-policy.ts);
+ * throws a LibvirtError (reason 'uri') naming the URI (redacted) and the problem.
+ * The transport only ever sees what this returns: no field of it names a program,
+ * a local file or an ssh option.
+ */
 export function parseUri(uri: string): LibvirtUri {
+  const parts = splitUri(uri);
+  const driver = checkDriver(uri, parts.driver);
+  const auth = parseAuthority(uri, parts.authority);
+  const transport = resolveTransport(uri, driver, parts.transport, auth);
+  checkPath(uri, driver, parts.path);
+  const params = parseQuery(uri, transport, parts.query);
+  return {
+    uri,
+    driver,
+    transport,
+    user: auth.user,
+    host: auth.host,
+    port: auth.port,
+    path: parts.path,
+    params,
+    name: `${driver}://${parts.path}`,
+    socket: params.socket,
+    proxy: (params.proxy ?? 'auto') as LibvirtUri['proxy'],
+    mode: (params.mode ?? 'auto') as LibvirtUri['mode'],
+  };
+}
+
+/**
+ * scheme, authority, path, query; refuses whitespace and fragments. Nothing is percent-decoded:
+ * no value vmmem accepts needs it, and each part's shape check refuses '%'.
+ */
+function splitUri(uri: string): Parts {
   if (typeof uri !== 'string' || uri.trim() === '') throw bad(String(uri), 'empty URI (expected e.g. qemu:///system)');
   if (/\s/.test(uri)) throw bad(uri, 'URIs cannot contain whitespace');
   const m = SCHEME_RE.exec(uri);
@@ -89,20 +116,8 @@ export function parseUri(uri: string): LibvirtUri {
     if (/^[a-zA-Z][a-zA-Z0-9+.-]*:(?!\/\/)/.test(uri)) throw bad(uri, "missing '//' after the scheme (expected e.g. qemu:///system)");
     throw bad(uri, 'missing scheme (expected driver[+transport]://[user@][host][:port]/path, e.g. qemu:///system)');
   }
-  const driver = m[1]!.toLowerCase();
-  const transportRaw = m[2]?.toLowerCase();
   let rest = m[3]!;
-  if (CLIENT_SIDE_DRIVERS.has(driver)) {
-    throw bad(uri, `the '${driver}' driver runs inside libvirt's client library and is not reachable over the libvirt RPC protocol`);
-  }
-  if (!REMOTE_DRIVERS.has(driver)) throw bad(uri, `unknown hypervisor driver '${driver}' (known: qemu, xen, test, lxc, ...)`);
-  if (transportRaw !== undefined && !TRANSPORTS.has(transportRaw)) {
-    const hint = transportRaw === 'libssh' || transportRaw === 'libssh2' ? "; use '+ssh', which runs the ssh client" : '';
-    throw bad(uri, `unsupported transport '${transportRaw}' (supported: unix, tcp, tls, ssh)${hint}`);
-  }
-  // fragment
-  const hashAt = rest.indexOf('#');
-  if (hashAt >= 0) rest = rest.slice(0, hashAt);
+  if (rest.includes('#')) throw bad(uri, 'fragments (#...) are not supported');
   let query = '';
   const qAt = rest.indexOf('?');
   if (qAt >= 0) {
@@ -110,97 +125,51 @@ export function parseUri(uri: string): LibvirtUri {
     rest = rest.slice(0, qAt);
   }
   const slashAt = rest.indexOf('/');
-  const authority = slashAt >= 0 ? rest.slice(0, slashAt) : rest;
-  const path = slashAt >= 0 ? decode(uri, rest.slice(slashAt), 'path') : '';
+  return {
+    driver: m[1]!.toLowerCase(),
+    transport: m[2]?.toLowerCase(),
+    authority: slashAt >= 0 ? rest.slice(0, slashAt) : rest,
+    path: slashAt >= 0 ? rest.slice(slashAt) : '',
+    query,
+  };
+}
 
+function checkDriver(uri: string, driver: string): string {
+  if (CLIENT_SIDE_DRIVERS.has(driver)) {
+    throw bad(uri, `the '${driver}' driver runs inside libvirt's client library and is not reachable over the libvirt RPC protocol`);
+  }
+  if (!Object.hasOwn(LIBVIRT_DRIVER_PATHS, driver)) throw bad(uri, `unsupported hypervisor driver '${driver}' (vmmem manages ${Object.keys(LIBVIRT_DRIVER_PATHS).join(', ')})`);
+  return driver;
+}
+
+/** [user@]host[:port]: a user or host starting with '-' would become an ssh option, so both have strict shapes. */
+function parseAuthority(uri: string, authority: string): Authority {
   let user: string | undefined;
   let hostport = authority;
   const atAt = authority.lastIndexOf('@');
   if (atAt >= 0) {
-    user = decode(uri, authority.slice(0, atAt), 'user');
+    user = authority.slice(0, atAt);
     hostport = authority.slice(atAt + 1);
+    if (user.includes(':')) throw bad(uri, 'credentials in the URI are refused: use the Secret in spec.credentialsSecretRef');
     if (user === '') throw bad(uri, "empty user name before '@'");
-    if (user.includes(':')) throw bad(uri, 'passwords in URIs are not supported; use credentials instead');
+    if (!SSH_USER_RE.test(user)) throw bad(uri, `invalid user name '${user}' (letters, digits, '.', '_', '-', not starting with '-')`);
   }
-  let host: string | undefined;
+  if (hostport === '') {
+    if (user !== undefined) throw bad(uri, `user '${user}' given without a host`);
+    return { user, host: undefined, port: undefined };
+  }
+  let host: string;
   let port: number | undefined;
-  if (hostport.startsWith('[')) {
-    const close = hostport.indexOf(']');
-    if (close < 0) throw bad(uri, "unterminated '[' in IPv6 host");
-    host = hostport.slice(1, close);
-    const after = hostport.slice(close + 1);
-    if (after !== '') {
-      if (!after.startsWith(':')) throw bad(uri, `unexpected '${after}' after IPv6 host`);
-      port = parsePort(uri, after.slice(1));
-    }
-  } else if (hostport !== '') {
-    const c = hostport.lastIndexOf(':');
-    if (c >= 0) {
-      host = hostport.slice(0, c);
-      port = parsePort(uri, hostport.slice(c + 1));
-    } else {
-      host = hostport;
-    }
-    if (host === '') throw bad(uri, 'port given without a host');
-    if (!/^[a-zA-Z0-9._%-]+$/.test(host)) throw bad(uri, `invalid host '${host}'`);
+  const portAt = hostport.startsWith('[') ? hostport.indexOf(']:') + 1 : hostport.lastIndexOf(':');
+  if (portAt > 0) {
+    host = hostport.slice(0, portAt);
+    port = parsePort(uri, hostport.slice(portAt + 1));
+  } else {
+    host = hostport;
   }
-  if (user !== undefined && host === undefined) throw bad(uri, `user '${user}' given without a host`);
-
-  const transport: Transport = (transportRaw as Transport | undefined) ?? (host !== undefined ? 'tls' : 'unix');
-  if (transport === 'unix' && host !== undefined) throw bad(uri, `the unix transport is local and cannot have a host ('${host}')`);
-  if (transport !== 'unix' && host === undefined) throw bad(uri, `the ${transport} transport needs a host (e.g. ${driver}+${transport}://host/system)`);
-
-  const params: Record<string, string> = {};
-  const daemonParams: string[] = [];
-  if (query !== '') {
-    for (const part of query.split('&')) {
-      if (part === '') continue;
-      const eq = part.indexOf('=');
-      const k = decode(uri, eq >= 0 ? part.slice(0, eq) : part, 'query parameter name');
-      const v = decode(uri, eq >= 0 ? part.slice(eq + 1) : '', `query parameter '${k}'`);
-      if (k === '') throw bad(uri, 'query parameter without a name');
-      params[k] = v;
-      if (!CLIENT_PARAMS.has(k)) daemonParams.push(part);
-    }
-  }
-
-  validatePath(uri, driver, path);
-
-  const socket = params.socket;
-  if (socket !== undefined && !socket.startsWith('/')) throw bad(uri, `socket must be an absolute path, got '${socket}'`);
-  if (socket !== undefined && transport !== 'unix' && transport !== 'ssh') throw bad(uri, `socket= only applies to the unix and ssh transports, not ${transport}`);
-  const proxy = params.proxy ?? 'auto';
-  if (proxy !== 'auto' && proxy !== 'netcat' && proxy !== 'native') throw bad(uri, `proxy must be auto, netcat or native, got '${proxy}'`);
-  const mode = params.mode ?? 'auto';
-  if (mode !== 'auto' && mode !== 'legacy' && mode !== 'direct') throw bad(uri, `mode must be auto, legacy or direct, got '${mode}'`);
-  const noVerify = boolParam(uri, params, 'no_verify');
-  const noTty = boolParam(uri, params, 'no_tty');
-  if (params.auth !== undefined && params.auth !== 'none') {
-    throw bad(uri, `auth=${params.auth} is not supported by this client (SASL/polkit); use unix socket permissions, TLS client certificates or ssh keys`);
-  }
-
-  const name = params.name ?? `${driver}://${path}${daemonParams.length ? `?${daemonParams.join('&')}` : ''}`;
-  return {
-    uri,
-    driver,
-    transport,
-    user,
-    host,
-    port,
-    path,
-    params,
-    name,
-    socket,
-    keyfile: params.keyfile,
-    knownHosts: params.known_hosts,
-    noVerify,
-    pkipath: params.pkipath,
-    command: params.command,
-    netcat: params.netcat,
-    proxy,
-    noTty,
-    mode,
-  };
+  if (host === '') throw bad(uri, 'port given without a host');
+  if (!HOST_RE.test(host)) throw bad(uri, `invalid host '${host}' (a DNS name, an IPv4 address or [IPv6]; not starting with '-')`);
+  return { user, host: host.replace(/^\[|\]$/g, ''), port };
 }
 
 function parsePort(uri: string, s: string): number {
@@ -210,34 +179,47 @@ function parsePort(uri: string, s: string): number {
   return p;
 }
 
-function boolParam(uri: string, params: Record<string, string>, k: string): boolean {
-  const v = params[k];
-  if (v === undefined) return false;
-  if (v === '1') return true;
-  if (v === '0') return false;
-  throw bad(uri, `${k} must be 0 or 1, got '${v}'`);
+/** No transport and no host: the local socket; no transport with a host: TLS (libvirt's rule). */
+function resolveTransport(uri: string, driver: string, given: string | undefined, auth: Authority): Transport {
+  if (given !== undefined && !TRANSPORTS.has(given)) {
+    const hint = given === 'libssh' || given === 'libssh2' ? "; use '+ssh', which runs the ssh client" : '';
+    throw bad(uri, `unsupported transport '${given}' (supported: unix, tcp, tls, ssh)${hint}`);
+  }
+  const transport = (given as Transport | undefined) ?? (auth.host !== undefined ? 'tls' : 'unix');
+  if (transport === 'unix' && auth.host !== undefined) throw bad(uri, `the unix transport is local and cannot have a host ('${auth.host}')`);
+  if (transport !== 'unix' && auth.host === undefined) throw bad(uri, `the ${transport} transport needs a host (e.g. ${driver}+${transport}://host/system)`);
+  if (auth.user !== undefined && transport !== 'ssh') throw bad(uri, `a user name only applies to the ssh transport; for ${transport} the identity comes from the Secret`);
+  return transport;
 }
 
-function validatePath(uri: string, driver: string, path: string): void {
-  switch (driver) {
-    case 'qemu':
-    case 'lxc':
-    case 'bhyve':
-    case 'vbox':
-    case 'ch':
-      if (path === '') throw bad(uri, `missing path: use ${driver}:///system or ${driver}:///session`);
-      if (path !== '/system' && path !== '/session') throw bad(uri, `unexpected path '${path}' for the ${driver} driver: use /system or /session`);
-      return;
-    case 'xen':
-    case 'libxl':
-      if (path !== '' && path !== '/' && path !== '/system') throw bad(uri, `unexpected path '${path}' for the ${driver} driver: use /system`);
-      return;
-    case 'test':
-      if (path === '' || path === '/') throw bad(uri, 'the test driver needs a path: /default or an absolute path to a test config file');
-      return;
-    default:
-      if (path === '') throw bad(uri, `missing path: use ${driver}:///system`);
+function checkPath(uri: string, driver: string, path: string): void {
+  if (new RegExp(`^${LIBVIRT_DRIVER_PATHS[driver]!}$`).test(path)) return;
+  if (driver === 'qemu') throw bad(uri, path === '' ? 'missing path: use qemu:///system or qemu:///session' : `unexpected path '${path}' for the qemu driver: use /system or /session`);
+  if (driver === 'test') throw bad(uri, `the test driver path must be /default (a config file path would make the daemon read a file), got '${path}'`);
+  throw bad(uri, `unexpected path '${path}' for the ${driver} driver: use /system`);
+}
+
+/** Only the parameters LIBVIRT_PARAMS lists for the transport, once each, each value checked. */
+function parseQuery(uri: string, transport: Transport, query: string): Record<string, string> {
+  const allowed = LIBVIRT_PARAMS[transport];
+  const params: Record<string, string> = {};
+  if (query === '') return params;
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=');
+    const k = eq >= 0 ? part.slice(0, eq) : part;
+    const v = eq >= 0 ? part.slice(eq + 1) : '';
+    if (k === 'no_verify') throw bad(uri, 'no_verify= is refused: set spec.tls.insecureSkipVerify: true instead');
+    if (Object.hasOwn(REFUSED_PARAMS, k)) throw bad(uri, `${k}= is refused (${REFUSED_PARAMS[k]} from a URI): keys, known_hosts and certificates come only from the Secret in spec.credentialsSecretRef`);
+    const rule = Object.hasOwn(allowed, k) ? allowed[k] : undefined;
+    if (rule === undefined) {
+      const supported = Object.keys(allowed);
+      throw bad(uri, `query parameter '${k}' is not supported for the ${transport} transport (supported: ${supported.length ? supported.join(', ') : 'none'})`);
+    }
+    if (Object.hasOwn(params, k)) throw bad(uri, `query parameter '${k}' given twice`);
+    if (!new RegExp(`^${rule.value}$`).test(v)) throw bad(uri, `invalid ${k} '${v}': ${rule.help}`);
+    params[k] = v;
   }
+  return params;
 }
 
 /** Where the daemon's unix socket is for a local URI, in order of preference. */

@@ -1,13 +1,25 @@
 // HTTPS transport: one keep-alive Agent per client, TLS verification on unless explicitly
 // disabled, a deadline on every request, a cap on response size, and the vmware_soap_session cookie.
+//
+// The endpoint is tenant input (a Hypervisor's spec.uri), so a hostile server must not be able to
+// exhaust the operator's memory: a body is refused as soon as it passes the cap (announced by
+// Content-Length or counted while streaming), and the cap is far below the heap because parsing
+// multiplies it (the XML tree costs tens of bytes per byte). Large inventories are paged by
+// RetrievePropertiesEx maxObjects, so no legitimate answer needs more.
 import http from 'node:http';
 import https from 'node:https';
 import { VSphereProtocolError, VSphereTimeoutError, VSphereTransportError } from './errors.ts';
 
 export const SESSION_COOKIE = 'vmware_soap_session';
 
+/**
+ * 8 MiB: a RetrievePropertiesEx page of a few hundred VMs is well under 1 MiB, and parsing
+ * 8 MiB of the worst XML stays within a 256 MiB heap (test/security/vsphere-hostile.test.ts).
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+
 export interface TransportOptions {
-  /** `https://host[:port]/sdk`. User info in the URL is ignored (never logged). */
+  /** `https://host[:port]/sdk`. User info in the URL is refused (credentials come from the Secret). */
   url: string;
   /** PEM CA bundle to trust (replaces the system roots for this client). */
   caPem?: string | undefined;
@@ -17,7 +29,7 @@ export interface TransportOptions {
   serverName?: string | undefined;
   /** Per-request deadline (connect + send + whole response). Default 30 s. */
   requestTimeoutMs?: number | undefined;
-  /** Largest accepted response body. Default 64 MiB. */
+  /** Largest accepted response body. Default DEFAULT_MAX_RESPONSE_BYTES (8 MiB). */
   maxResponseBytes?: number | undefined;
 }
 
@@ -49,15 +61,23 @@ export class Transport {
     } catch {
       throw new VSphereTransportError('invalid vSphere URL', 'connect', 'ERR_INVALID_URL');
     }
-    u.username = '';
-    u.password = '';
+    if (u.username !== '' || u.password !== '') {
+      throw new VSphereTransportError(
+        'credentials in the vSphere URL are refused: put username and password in the Secret named by spec.credentialsSecretRef',
+        'connect',
+        'ERR_INVALID_URL',
+      );
+    }
+    if (u.search !== '' || u.hash !== '') {
+      throw new VSphereTransportError('a vSphere URL has no query or fragment (use https://host[:port]/sdk)', 'connect', 'ERR_INVALID_URL');
+    }
     if (u.protocol !== 'https:' && u.protocol !== 'http:') {
       throw new VSphereTransportError(`unsupported URL scheme ${u.protocol} (want https:)`, 'connect', 'ERR_INVALID_URL');
     }
     if (u.pathname === '/' || u.pathname === '') u.pathname = '/sdk';
     this.endpoint = u;
     this.#timeoutMs = opts.requestTimeoutMs ?? 30_000;
-    this.#maxBytes = opts.maxResponseBytes ?? 64 * 1024 * 1024;
+    this.#maxBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     if (u.protocol === 'https:') {
       const agentOpts: https.AgentOptions = {
         keepAlive: true,
@@ -142,12 +162,21 @@ export class Transport {
         },
         (res) => {
           this.#captureCookie(res.headers['set-cookie']);
+          const tooLarge = () =>
+            fail(new VSphereProtocolError(`${method}: response from ${u.host} larger than ${this.#maxBytes} bytes (refused; the connection is closed)`, method, res.statusCode));
+          const announced = Number(res.headers['content-length']);
+          if (Number.isFinite(announced) && announced > this.#maxBytes) {
+            tooLarge();
+            return;
+          }
           const chunks: Buffer[] = [];
           let size = 0;
           res.on('data', (c: Buffer) => {
+            if (settled) return;
             size += c.length;
             if (size > this.#maxBytes) {
-              fail(new VSphereProtocolError(`${method}: response larger than ${this.#maxBytes} bytes`, method, res.statusCode));
+              chunks.length = 0; // let what was read go now, not when the socket is collected
+              tooLarge();
               return;
             }
             chunks.push(c);

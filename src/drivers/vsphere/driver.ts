@@ -89,8 +89,12 @@ export class VSphereDriver implements Driver {
     if (url.protocol !== 'https:') {
       throw new DriverError('InvalidURI', `vsphere: URI must be https://host/sdk, got ${url.protocol}//`, { op: 'connect' });
     }
-    const username = o.credentials?.username ?? (url.username !== '' ? decodeURIComponent(url.username) : undefined);
-    const password = o.credentials?.password ?? (url.password !== '' ? decodeURIComponent(url.password) : undefined);
+    if (url.username !== '' || url.password !== '') {
+      // A URI is tenant-visible (spec, logs): credentials live only in the Secret.
+      throw new DriverError('InvalidURI', `vsphere: credentials in the URI ${JSON.stringify(redactUri(o.uri))} are refused: put username and password in the Secret named by spec.credentialsSecretRef`, { op: 'connect' });
+    }
+    const username = o.credentials?.username;
+    const password = o.credentials?.password;
     if (username === undefined || password === undefined) {
       throw new DriverError('AuthFailed', 'vsphere: credentials need a username and a password (Secret keys username/password)', {
         op: 'Login',
