@@ -8,9 +8,8 @@ import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { redactUri } from '../api/uri-policy.ts';
 import { LibvirtError } from './errors.ts';
-import { DEFAULT_SSH_PORT, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT, SYSTEM_SOCKET, localSocketCandidates } from './uri.ts';
+import { DEFAULT_SSH_PORT, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT, SYSTEM_SOCKET, localSocketCandidates, redactLibvirtUri } from './uri.ts';
 import type { LibvirtUri } from './uri.ts';
 
 /**
@@ -92,14 +91,14 @@ function connectError(u: LibvirtUri, where: string, err: unknown): LibvirtError 
   let hint = '';
   if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') hint = ' (is the libvirt daemon running?)';
   if (e.code === 'EACCES') hint = ' (permission denied: is this user allowed to use the socket?)';
-  return LibvirtError.local('connect', `cannot connect to ${where} for '${redactUri(u.uri)}': ${e.message}${hint}`, undefined, err);
+  return LibvirtError.local('connect', `cannot connect to ${where} for '${redactLibvirtUri(u.uri)}': ${e.message}${hint}`, undefined, err);
 }
 
 function withTimeout<T extends net.Socket>(sock: T, ms: number, u: LibvirtUri, where: string, readyEvent: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(LibvirtError.local('timeout', `connecting to ${where} for '${redactUri(u.uri)}' took longer than ${ms} ms`));
+      reject(LibvirtError.local('timeout', `connecting to ${where} for '${redactLibvirtUri(u.uri)}' took longer than ${ms} ms`));
     }, ms);
     const onErr = (err: Error) => {
       clearTimeout(timer);
@@ -151,7 +150,7 @@ async function openTls(u: LibvirtUri, o: TransportOptions, ms: number): Promise<
     const timer = setTimeout(() => {
       cleanup();
       sock.destroy();
-      reject(LibvirtError.local('timeout', `${where} for '${redactUri(u.uri)}' did not confirm the TLS session within ${ms} ms`));
+      reject(LibvirtError.local('timeout', `${where} for '${redactLibvirtUri(u.uri)}' did not confirm the TLS session within ${ms} ms`));
     }, ms);
     const cleanup = () => {
       clearTimeout(timer);
@@ -165,7 +164,7 @@ async function openTls(u: LibvirtUri, o: TransportOptions, ms: number): Promise<
       cleanup();
       if (b[0] !== 1) {
         sock.destroy();
-        reject(LibvirtError.local('connect', `${where} rejected our TLS client certificate or address for '${redactUri(u.uri)}' (status byte ${b[0]})`));
+        reject(LibvirtError.local('connect', `${where} rejected our TLS client certificate or address for '${redactLibvirtUri(u.uri)}' (status byte ${b[0]})`));
       } else resolve();
     };
     const onError = (err: Error) => {
@@ -174,7 +173,7 @@ async function openTls(u: LibvirtUri, o: TransportOptions, ms: number): Promise<
     };
     const onEnd = () => {
       cleanup();
-      reject(LibvirtError.local('connect', `${where} closed the TLS session for '${redactUri(u.uri)}': server verification (of our certificate or IP address) failed`));
+      reject(LibvirtError.local('connect', `${where} closed the TLS session for '${redactLibvirtUri(u.uri)}': server verification (of our certificate or IP address) failed`));
     };
     sock.on('readable', onReadable);
     sock.once('error', onError);
@@ -211,7 +210,7 @@ export function sshRemoteCommand(u: LibvirtUri): string {
  */
 export function sshArgs(u: LibvirtUri, o: SshOptions): string[] {
   if (o.keyfile === undefined || o.knownHostsFile === undefined) {
-    throw LibvirtError.local('connect', `ssh to '${redactUri(u.uri)}' needs ssh-privatekey and known_hosts in the Secret named by spec.credentialsSecretRef (vmmem uses no other key or host list)`);
+    throw LibvirtError.local('connect', `ssh to '${redactLibvirtUri(u.uri)}' needs ssh-privatekey and known_hosts in the Secret named by spec.credentialsSecretRef (vmmem uses no other key or host list)`);
   }
   const args = ['-F', 'none']; // no ~/.ssh/config or /etc/ssh/ssh_config: no ProxyCommand, Match exec, ...
   if (u.port !== undefined && u.port !== DEFAULT_SSH_PORT) args.push('-p', String(u.port));
@@ -305,7 +304,7 @@ function openSsh(u: LibvirtUri, o: TransportOptions): Promise<Duplex> {
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env, shell: false });
   return new Promise((resolve, reject) => {
     child.once('spawn', () => resolve(new ChildStream(child, `${cmd} to ${u.host}`)));
-    child.once('error', (err) => reject(LibvirtError.local('connect', `cannot run '${cmd}' for '${redactUri(u.uri)}': ${err.message}`, undefined, err)));
+    child.once('error', (err) => reject(LibvirtError.local('connect', `cannot run '${cmd}' for '${redactLibvirtUri(u.uri)}': ${err.message}`, undefined, err)));
   });
 }
 

@@ -3,7 +3,7 @@
 //   driver[+transport]://[user@][host][:port]/path[?param=value&...]
 //
 // - no transport and no host -> local unix socket; no transport with a host -> tls
-// - drivers qemu, xen, test; parameters only those LIBVIRT_PARAMS lists per
+// - drivers qemu, xen, test; parameters only those CLIENT_PARAMS lists per
 //   transport. libvirt's own client also takes command=, keyfile=, netcat=,
 //   pkipath=, known_hosts=, no_verify=, name=...: a Hypervisor is tenant input,
 //   so those are refused here (programs, local files, ssh options), whatever the
@@ -13,14 +13,75 @@
 //   has no in-process drivers, so it asks the local daemon, which has the test
 //   driver too (its state then lives as long as the connection).
 
-import { HOST, LIBVIRT_DRIVER_PATHS, LIBVIRT_PARAMS, REFUSED_PARAMS, SSH_USER, redactUri } from '../api/uri-policy.ts';
-import type { LibvirtTransport } from '../api/uri-policy.ts';
 import { LibvirtError } from './errors.ts';
 
-export type Transport = LibvirtTransport;
+export type Transport = 'unix' | 'tcp' | 'tls' | 'ssh';
+
+// What this client accepts. The same table as src/api/uri-policy.ts (the schema and the CRD);
+// the layer rules keep the protocol client free of vmmem imports, so it is a copy, and
+// test/security/uri-allowlist.test.ts checks the two are equal and give the same verdicts.
+
+/** Absolute path, segments of [A-Za-z0-9._-] not starting with '..', no percent-encoding. */
+const SOCKET_PATH = '(/\\.?[A-Za-z0-9_-][A-Za-z0-9._-]*)+';
+
+export interface ClientParamRule {
+  readonly value: string;
+  readonly help: string;
+}
+
+/** The query parameters this client supports, per transport, with the shape of each value. */
+export const CLIENT_PARAMS: Readonly<Record<Transport, Readonly<Record<string, ClientParamRule>>>> = {
+  unix: {
+    socket: { value: SOCKET_PATH, help: 'the daemon socket, an absolute path' },
+    mode: { value: '(auto|legacy|direct)', help: 'auto, legacy (libvirtd) or direct (virtqemud ...)' },
+  },
+  ssh: {
+    socket: { value: SOCKET_PATH, help: 'the daemon socket on the remote host, an absolute path' },
+    proxy: { value: '(auto|netcat|native)', help: 'auto, netcat (nc -U) or native (virt-ssh-helper)' },
+  },
+  tls: {},
+  tcp: {},
+};
+
+/** libvirt client parameters refused on purpose: a URI is tenant input. */
+export const REFUSED_CLIENT_PARAMS: Readonly<Record<string, string>> = {
+  command: 'a program to run',
+  netcat: 'a program to run on the remote host',
+  keyfile: 'a local file',
+  pkipath: 'a local directory',
+  known_hosts: 'a local file',
+  known_hosts_verify: 'an ssh host key policy',
+  sshauth: 'an ssh option',
+  no_tty: 'an ssh option',
+  auth: 'an authentication method',
+  tls_priority: 'a TLS option',
+  name: 'the URI the daemon opens',
+};
+
+/** Drivers this client opens, and the paths each accepts. */
+export const CLIENT_DRIVER_PATHS: Readonly<Record<string, string>> = {
+  qemu: '/(system|session)',
+  xen: '(/|/system)?',
+  test: '/default',
+};
+
+const LABEL = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const HOST_RE = new RegExp(`^(${LABEL}(\\.${LABEL})*|\\[[0-9A-Fa-f:.]{2,45}\\])$`);
+/** Not starting with '-' (ssh would read an option), no '%' tokens. */
+const SSH_USER_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
+
+/** The URI for messages: password and values of unsupported parameters replaced by ***. */
+export function redactLibvirtUri(uri: string): string {
+  const known = new Set(Object.values(CLIENT_PARAMS).flatMap((p) => Object.keys(p)));
+  return String(uri)
+    .replace(/[\r\n\t]/g, ' ')
+    .replace(/#.*$/s, '#***')
+    .replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#:@]*):[^/?#@]*@/, '$1:***@')
+    .replace(/([?&])([^=&#]*)=([^&#]*)/g, (m, sep: string, k: string) => (known.has(k) ? m : `${sep}${k}=***`));
+}
 
 export interface LibvirtUri {
-  /** The URI as given (log `redactUri(uri)`, not this). */
+  /** The URI as given (log `redactLibvirtUri(uri)`, not this). */
   readonly uri: string;
   /** Hypervisor driver: qemu, xen or test. */
   readonly driver: string;
@@ -31,7 +92,7 @@ export interface LibvirtUri {
   readonly port: number | undefined;
   /** e.g. /system, /session, /default */
   readonly path: string;
-  /** The supported query parameters given (LIBVIRT_PARAMS), as written. */
+  /** The supported query parameters given (CLIENT_PARAMS), as written. */
   readonly params: Readonly<Record<string, string>>;
   /** The URI the daemon is asked to open (REMOTE_PROC_CONNECT_OPEN): driver:///path. */
   readonly name: string;
@@ -52,11 +113,9 @@ export const DEFAULT_TLS_PORT = 16514;
 export const DEFAULT_SSH_PORT = 22;
 export const SYSTEM_SOCKET = '/var/run/libvirt/libvirt-sock';
 
-const HOST_RE = new RegExp(`^${HOST}$`);
-const SSH_USER_RE = new RegExp(`^${SSH_USER}$`);
 
 function bad(uri: string, why: string): LibvirtError {
-  return LibvirtError.local('uri', `invalid libvirt URI '${redactUri(uri)}': ${why}`);
+  return LibvirtError.local('uri', `invalid libvirt URI '${redactLibvirtUri(uri)}': ${why}`);
 }
 
 interface Parts {
@@ -76,7 +135,7 @@ interface Authority {
 const SCHEME_RE = /^([a-zA-Z][a-zA-Z0-9.-]*)(?:\+([a-zA-Z0-9-]+))?:\/\/(.*)$/s;
 
 /**
- * Parse and validate a libvirt URI against vmmem's allowlist (src/api/uri-policy.ts);
+ * Parse and validate a libvirt URI against this client's allowlist (CLIENT_PARAMS);
  * throws a LibvirtError (reason 'uri') naming the URI (redacted) and the problem.
  * The transport only ever sees what this returns: no field of it names a program,
  * a local file or an ssh option.
@@ -138,7 +197,7 @@ function checkDriver(uri: string, driver: string): string {
   if (CLIENT_SIDE_DRIVERS.has(driver)) {
     throw bad(uri, `the '${driver}' driver runs inside libvirt's client library and is not reachable over the libvirt RPC protocol`);
   }
-  if (!Object.hasOwn(LIBVIRT_DRIVER_PATHS, driver)) throw bad(uri, `unsupported hypervisor driver '${driver}' (vmmem manages ${Object.keys(LIBVIRT_DRIVER_PATHS).join(', ')})`);
+  if (!Object.hasOwn(CLIENT_DRIVER_PATHS, driver)) throw bad(uri, `unsupported hypervisor driver '${driver}' (vmmem manages ${Object.keys(CLIENT_DRIVER_PATHS).join(', ')})`);
   return driver;
 }
 
@@ -193,15 +252,15 @@ function resolveTransport(uri: string, driver: string, given: string | undefined
 }
 
 function checkPath(uri: string, driver: string, path: string): void {
-  if (new RegExp(`^${LIBVIRT_DRIVER_PATHS[driver]!}$`).test(path)) return;
+  if (new RegExp(`^${CLIENT_DRIVER_PATHS[driver]!}$`).test(path)) return;
   if (driver === 'qemu') throw bad(uri, path === '' ? 'missing path: use qemu:///system or qemu:///session' : `unexpected path '${path}' for the qemu driver: use /system or /session`);
   if (driver === 'test') throw bad(uri, `the test driver path must be /default (a config file path would make the daemon read a file), got '${path}'`);
   throw bad(uri, `unexpected path '${path}' for the ${driver} driver: use /system`);
 }
 
-/** Only the parameters LIBVIRT_PARAMS lists for the transport, once each, each value checked. */
+/** Only the parameters CLIENT_PARAMS lists for the transport, once each, each value checked. */
 function parseQuery(uri: string, transport: Transport, query: string): Record<string, string> {
-  const allowed = LIBVIRT_PARAMS[transport];
+  const allowed = CLIENT_PARAMS[transport];
   const params: Record<string, string> = {};
   if (query === '') return params;
   for (const part of query.split('&')) {
@@ -209,7 +268,7 @@ function parseQuery(uri: string, transport: Transport, query: string): Record<st
     const k = eq >= 0 ? part.slice(0, eq) : part;
     const v = eq >= 0 ? part.slice(eq + 1) : '';
     if (k === 'no_verify') throw bad(uri, 'no_verify= is refused: set spec.tls.insecureSkipVerify: true instead');
-    if (Object.hasOwn(REFUSED_PARAMS, k)) throw bad(uri, `${k}= is refused (${REFUSED_PARAMS[k]} from a URI): keys, known_hosts and certificates come only from the Secret in spec.credentialsSecretRef`);
+    if (Object.hasOwn(REFUSED_CLIENT_PARAMS, k)) throw bad(uri, `${k}= is refused (${REFUSED_CLIENT_PARAMS[k]} from a URI): keys, known_hosts and certificates come only from the Secret in spec.credentialsSecretRef`);
     const rule = Object.hasOwn(allowed, k) ? allowed[k] : undefined;
     if (rule === undefined) {
       const supported = Object.keys(allowed);

@@ -15,8 +15,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { HypervisorSpecSchema } from '../../src/api/hypervisor.ts';
-import { redactUri, uriProblems } from '../../src/api/uri-policy.ts';
+import { LIBVIRT_DRIVER_PATHS, LIBVIRT_PARAMS, REFUSED_PARAMS, redactUri, uriProblems } from '../../src/api/uri-policy.ts';
 import { LibvirtClient, LibvirtError, parseUri } from '../../src/libvirt/index.ts';
+import { CLIENT_DRIVER_PATHS, CLIENT_PARAMS, REFUSED_CLIENT_PARAMS } from '../../src/libvirt/uri.ts';
 import { startKube } from '../env/kube.ts';
 import type { KubeEnv } from '../env/kube.ts';
 import { GOOD_URIS, hostileUris } from './uri-corpus.ts';
@@ -130,6 +131,14 @@ describe('every hostile URI class', () => {
 });
 
 describe('the three places agree', () => {
+  it('the libvirt client has the same table as the schema (a copy: the layer rules keep src/libvirt free of src/api)', () => {
+    const values = (t: Record<string, Record<string, { value: string }>>) =>
+      Object.fromEntries(Object.entries(t).map(([tr, ps]) => [tr, Object.fromEntries(Object.entries(ps).map(([k, r]) => [k, r.value]))]));
+    assert.deepEqual(values(CLIENT_PARAMS), values(LIBVIRT_PARAMS));
+    assert.deepEqual(CLIENT_DRIVER_PATHS, LIBVIRT_DRIVER_PATHS);
+    assert.deepEqual(Object.keys(REFUSED_CLIENT_PARAMS).sort(), Object.keys(REFUSED_PARAMS).sort());
+  });
+
   it('good URIs pass zod, parseUri and the API server', async () => {
     for (const uri of GOOD_URIS) {
       assert.deepEqual(uriProblems(uri), [], uri);

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { startLibvirtd, tinyDomainXml } from '../../env/libvirtd.ts';
 import type { Libvirtd } from '../../env/libvirtd.ts';
 import { LibvirtClient, LibvirtError, Proc, RpcConnection, parseUri } from '../../../src/libvirt/index.ts';
-import { redactUri } from '../../../src/api/uri-policy.ts';
+import { redactLibvirtUri as redactUri } from '../../../src/libvirt/uri.ts';
 import type { BalloonChangeEvent, LifecycleEvent } from '../../../src/libvirt/index.ts';
 import { XdrWriter } from '../../../src/libvirt/xdr.ts';
 import { writeDomain, writeRemoteError } from '../../../src/libvirt/procedures.ts';
