@@ -427,6 +427,14 @@ export class LibvirtClient extends EventEmitter {
     return this.rpc.call(Proc.DOMAIN_SET_MEMORY_FLAGS, (w) => (writeDomain(w, dom), w.uhyper(kib), w.uint(flags)), null);
   }
 
+  /**
+   * virDomainUpdateDeviceFlags: change a device in place (flags: DomainAffect LIVE / CONFIG).
+   * vmmem uses it for virtio-mem `<requested>` (src/libvirt/domxml.ts virtioMemUpdateXml).
+   */
+  domainUpdateDeviceFlags(dom: DomainRef, xml: string, flags: number): Promise<void> {
+    return this.rpc.call(Proc.DOMAIN_UPDATE_DEVICE_FLAGS, (w) => (writeDomain(w, dom), str(w, xml), w.uint(flags)), null);
+  }
+
   /** virDomainSetMemory (live balloon target), KiB. */
   domainSetMemory(dom: DomainRef, kib: number): Promise<void> {
     return this.rpc.call(Proc.DOMAIN_SET_MEMORY, (w) => (writeDomain(w, dom), w.uhyper(kib)), null);

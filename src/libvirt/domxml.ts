@@ -1,6 +1,6 @@
 // A small reader for the memory-related parts of libvirt domain XML:
 // name, uuid, type, <memory>, <currentMemory>, <maxMemory slots>, <memtune>,
-// <numa> cells and <memballoon model>. Sizes are returned in KiB, converted
+// <numa> cells, <memballoon model> and <memory model> devices (virtio-mem). Sizes are returned in KiB, converted
 // with libvirt's unit rules (default KiB; k/K/KiB=1024, KB=1000, M/MiB, MB, ...),
 // rounded up to a whole KiB as libvirt does.
 
@@ -24,6 +24,21 @@ export interface DomainXmlInfo {
   numaCells: { id: number | undefined; memoryKiB: number; cpus: string | undefined }[];
   /** `<devices><memballoon model=...>`; undefined when there is no element. */
   memballoonModel: string | undefined;
+  /** `<devices><memory model=...>` hot-pluggable memory devices (virtio-mem, dimm, ...), in document order, KiB. */
+  memoryDevices: MemoryDeviceInfo[];
+}
+
+export interface MemoryDeviceInfo {
+  model: string;
+  alias: string | undefined;
+  /** `<target><node>` */
+  node: number | undefined;
+  sizeKiB: number;
+  /** virtio-mem only */
+  blockKiB: number | undefined;
+  requestedKiB: number | undefined;
+  /** virtio-mem, live XML only: what the guest has plugged. */
+  currentKiB: number | undefined;
 }
 
 const UNITS: Record<string, number> = {
@@ -56,7 +71,7 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: true,
-  isArray: (name) => name === 'cell' || name === 'memballoon',
+  isArray: (name, jpath) => name === 'cell' || name === 'memballoon' || (name === 'memory' && jpath === 'domain.devices.memory'),
 });
 
 type Node = Record<string, unknown>;
@@ -120,6 +135,21 @@ export function parseDomainXml(xml: string): DomainXmlInfo {
   }
   const devices = (d.devices ?? {}) as Node;
   const balloons = (devices.memballoon ?? []) as Node[];
+  const memoryDevices = ((devices.memory ?? []) as Node[]).map((m, i): MemoryDeviceInfo => {
+    const t = (m.target ?? {}) as Node;
+    const size = scaled(t.size, `memory device ${i} size`);
+    if (size === undefined) throw new Error(`domain XML: memory device ${i} has no <target><size>`);
+    const node = textOf(t.node);
+    return {
+      model: attr(m, 'model') ?? '',
+      alias: attr(m.alias, 'name'),
+      node: node === undefined ? undefined : Number(node),
+      sizeKiB: size,
+      blockKiB: scaled(t.block, `memory device ${i} block`),
+      requestedKiB: scaled(t.requested, `memory device ${i} requested`),
+      currentKiB: scaled(t.current, `memory device ${i} current`),
+    };
+  });
   const id = attr(d, 'id');
   return {
     type: attr(d, 'type'),
@@ -132,5 +162,49 @@ export function parseDomainXml(xml: string): DomainXmlInfo {
     memtune,
     numaCells,
     memballoonModel: balloons.length > 0 ? attr(balloons[0], 'model') : undefined,
+    memoryDevices,
   };
+}
+
+/**
+ * The device XML of the `index`-th `<memory model='virtio-mem'>` of a domain XML with
+ * `<requested>` set to `requestedKiB`, for virDomainUpdateDeviceFlags (what `virsh
+ * update-memory-device` sends). `<current>` is output-only and dropped. The live XML's
+ * `<alias>` is kept: libvirt finds the running device by it.
+ */
+export function virtioMemUpdateXml(domainXml: string, index: number, requestedKiB: number): string {
+  const devices = /<devices>([\s\S]*)<\/devices>/.exec(domainXml)?.[1] ?? '';
+  const all = [...devices.matchAll(/<memory\s+model=(['"])virtio-mem\1[\s\S]*?<\/memory>/g)].map((m) => m[0]);
+  const dev = all[index];
+  if (dev === undefined) throw new Error(`domain XML has no virtio-mem device #${index} (it has ${all.length})`);
+  if (!/<requested\b[^>]*>[^<]*<\/requested>/.test(dev)) throw new Error(`virtio-mem device #${index} has no <requested> element`);
+  return dev
+    .replace(/\s*<current\b[^>]*>[^<]*<\/current>/, '')
+    .replace(/<requested\b[^>]*>[^<]*<\/requested>/, `<requested unit='KiB'>${requestedKiB}</requested>`);
+}
+
+/**
+ * A persistent domain XML with its virtio-mem devices' `<size>` and `<requested>` replaced (KiB,
+ * in device order), `<memory>` set to the NUMA cells + Σ size as libvirt counts it, and
+ * `<maxMemory>` raised to that when it was lower; for virDomainDefineXML (the config only: a
+ * device's size cannot change while the domain runs).
+ */
+export function virtioMemResizeXml(domainXml: string, sizesKiB: readonly number[], requestedKiB: readonly number[]): string {
+  const info = parseDomainXml(domainXml);
+  const n = info.memoryDevices.filter((m) => m.model === 'virtio-mem').length;
+  if (n !== sizesKiB.length || n !== requestedKiB.length) throw new Error(`domain XML has ${n} virtio-mem devices, ${sizesKiB.length} sizes given`);
+  let i = 0;
+  let xml = domainXml.replace(/<memory\s+model=(['"])virtio-mem\1[\s\S]*?<\/memory>/g, (dev) => {
+    const k = i++;
+    return dev
+      .replace(/<size\b[^>]*>[^<]*<\/size>/, `<size unit='KiB'>${sizesKiB[k]}</size>`)
+      .replace(/<requested\b[^>]*>[^<]*<\/requested>/, `<requested unit='KiB'>${requestedKiB[k]}</requested>`);
+  });
+  const others = info.memoryDevices.filter((m) => m.model !== 'virtio-mem').reduce((a, m) => a + m.sizeKiB, 0);
+  const total = info.numaCells.reduce((a, c) => a + c.memoryKiB, 0) + sizesKiB.reduce((a, v) => a + v, 0) + others;
+  xml = xml.replace(/<memory(\s+unit=(['"])[^'"]*\2)?\s*>[^<]*<\/memory>/, `<memory unit='KiB'>${total}</memory>`);
+  if (info.maxMemory && info.maxMemory.kib < total) {
+    xml = xml.replace(/<maxMemory\b([^>]*?)(\s+unit=(['"])[^'"]*\3)?([^>]*)>[^<]*<\/maxMemory>/, (_m, a: string, _u, _q, b: string) => `<maxMemory${a}${b} unit='KiB'>${total}</maxMemory>`);
+  }
+  return xml;
 }

@@ -19,8 +19,8 @@ export type {
 } from './client.ts';
 export { LibvirtError } from './errors.ts';
 export type { LibvirtErrorReason } from './errors.ts';
-export { parseDomainXml, toKiB } from './domxml.ts';
-export type { DomainXmlInfo } from './domxml.ts';
+export { parseDomainXml, toKiB, virtioMemResizeXml, virtioMemUpdateXml } from './domxml.ts';
+export type { DomainXmlInfo, MemoryDeviceInfo } from './domxml.ts';
 export {
   DOMAIN_LIST_MAX,
   DomainAffect,

@@ -22,12 +22,44 @@ export const FIELDS: readonly Field[] = ['maxMemory', 'memory', 'reservation', '
 /** A cap on host RAM: bytes, or no cap at all. */
 export type Limit = bigint | 'unlimited';
 
+/** One virtio-mem device of a domain (libvirt `<memory model='virtio-mem'>`), in bytes. */
+export interface HotplugDevice {
+  /** libvirt's device alias (live XML only, e.g. "virtiomem0"). */
+  alias?: string;
+  /** Guest NUMA node the memory is plugged into. */
+  node?: number;
+  /** `<block>`: the guest plugs and unplugs in multiples of this. */
+  block: bigint;
+  /** `<size>`: the most this device can ever give the guest (fixed while the domain runs). */
+  size: bigint;
+  /** `<requested>`: what the host asks the guest to plug (live-updatable). */
+  requested: bigint;
+  /** `<current>`: what the guest has plugged (live world only; the guest driver moves it). */
+  current?: bigint;
+}
+
+/**
+ * Memory hot-plug state of one world (QEMU virtio-mem, issue #14). With it, the
+ * world's `maxMemory` is the guest-visible maximum `boot + Σ requested` (not libvirt's
+ * `<memory>`, which counts the device sizes), and `memory` is the balloon target plus
+ * Σ requested: what the guest holds once balloon and devices have both converged.
+ */
+export interface HotplugState {
+  model: 'virtio-mem';
+  /** Boot memory: the NUMA cells' memory, which no live change can move. */
+  boot: bigint;
+  /** In document order: the order growth fills them (docs/memory-model.md). */
+  devices: HotplugDevice[];
+}
+
 /** The values of one world. `undefined` = the hypervisor has no such knob or did not report it. */
 export interface WorldValues {
   maxMemory: bigint;
   memory: bigint;
   reservation?: bigint;
   limit?: Limit;
+  /** Present when the domain has virtio-mem devices. */
+  hotplug?: HotplugState;
 }
 
 /** How a VM is found on its hypervisor: exactly one of name / uuid. */
@@ -82,6 +114,22 @@ export interface Step {
   world: World;
   from: bigint | Limit | undefined;
   to: bigint | Limit;
+  /**
+   * maxMemory on a virtio-mem world: the new `<requested>` of each device, in the
+   * world's device order (the planner spreads the change; the driver updates the
+   * devices whose value changes). Absent: maxMemory is the hypervisor's own knob.
+   */
+  requested?: bigint[];
+  /**
+   * maxMemory on a virtio-mem config world beyond its devices' sizes: the new `<size>` of each
+   * device (the last one grows). Takes effect at the next cold boot.
+   */
+  sizes?: bigint[];
+  /**
+   * memory on a virtio-mem world: Σ requested once the plan is applied. The balloon
+   * only covers boot memory, so the hypervisor's balloon target is `to - balloonOffset`.
+   */
+  balloonOffset?: bigint;
 }
 
 export type VerdictKind = 'Applied' | 'RestartRequired' | 'AwaitingPowerOff' | 'Unsupported' | 'Unsafe' | 'Invalid';

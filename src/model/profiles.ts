@@ -97,6 +97,21 @@ export interface Profile {
   readonly unsafeLimit?: { readonly defaultOverheadMargin: bigint };
   /** What `Unlimited` means for the limit knob, for messages. */
   readonly unlimitedMeans: string;
+  /**
+   * Memory hot-plug the planner may drive (issue #14). 'virtio-mem': a domain with
+   * `<memory model='virtio-mem'>` devices changes maxMemory by their `requested` size, live
+   * (virDomainUpdateDeviceFlags AFFECT_LIVE) and in config (AFFECT_CONFIG, a separate call:
+   * libvirt 9.0 fails LIVE|CONFIG for memory devices), within boot + Σ size live; beyond it only
+   * the config (a larger device) and a restart. undefined: no hot-plug path; maxMemory follows
+   * `fields.maxMemory`.
+   */
+  readonly hotplug?: {
+    readonly model: 'virtio-mem';
+    /** `requested` changes on a running domain. */
+    readonly live: boolean;
+    /** `requested` and `size` change in the persistent config. */
+    readonly config: boolean;
+  };
 }
 
 const unsupported = (why: string, granularity: bigint): FieldCapability => ({
@@ -151,6 +166,8 @@ const qemu: Profile = {
   shutOffConfigOnly: true,
   unsafeLimit: { defaultOverheadMargin: 512n * MiB },
   unlimitedMeans: 'no memtune hard_limit',
+  // libvirt >= 7.9 + QEMU >= 6.2 (checked with libvirtd 9.0 + QEMU 7.2, test/peer/libvirt/guest-virtio-mem.test.ts).
+  hotplug: { model: 'virtio-mem', live: true, config: true },
 };
 
 const xen: Profile = {

@@ -3,13 +3,15 @@
  * domain's live values and its persistent config are planned as two worlds,
  * each with its own blocks, and their steps interleaved per phase.
  */
-import type { DesiredMemory, Field, ObservedVM, Step, Verdict, WorldValues } from '../model/memory.ts';
+import type { DesiredMemory, Field, HotplugState, ObservedVM, Step, Verdict, World, WorldValues } from '../model/memory.ts';
+import { hotplugRequested, spreadRequested } from '../model/hotplug.ts';
 import type { Profile } from '../model/profiles.ts';
 import type { Effective } from './spec.ts';
 import { managedFields } from './spec.ts';
 import { formatValue, PAIRS, sameValue } from './values.ts';
 import { appliedText, mostSevere, verdict } from './verdicts.ts';
 import type { Block, Blocks } from './verdicts.ts';
+import { annotateHotplugSteps, hotplugBlock, hotplugOf } from './hotplug.ts';
 import { orderSteps, resolveWorld } from './worlds.ts';
 import type { Knobs, MarginRule, WorldPlan } from './worlds.ts';
 
@@ -23,6 +25,8 @@ interface DualInput {
   live: WorldValues | undefined;
   /** Present only for a persistent domain. */
   config: WorldValues | undefined;
+  /** virtio-mem state of each world the profile can hot-plug in (src/planner/hotplug.ts). */
+  hot: Partial<Record<World, HotplugState>>;
 }
 
 export function planDual(
@@ -39,7 +43,12 @@ export function planDual(
     managed: managedFields(desired),
     live: obs.powerState !== 'ShutOff' ? obs.live : undefined,
     config: obs.persistent ? obs.config : undefined,
+    hot: {},
   };
+  const hl = hotplugOf(profile, input.live);
+  const hc = hotplugOf(profile, input.config);
+  if (hl) input.hot.live = hl;
+  if (hc) input.hot.config = hc;
   const margin = profile.unsafeLimit && !desired.allowUnsafeLimit
     ? { margin: overheadMargin ?? profile.unsafeLimit.defaultOverheadMargin }
     : undefined;
@@ -56,19 +65,19 @@ export function planDual(
   if (input.live) worldPlans.push(resolveWorld('live', { ...input.live }, want, liveBlocks(input, fieldBlock), PAIRS, margin));
   if (input.config) worldPlans.push(resolveWorld('config', { ...input.config }, want, configBlocks(input, fieldBlock), PAIRS, margin));
 
-  const steps = orderSteps(worldPlans);
+  const steps = annotateHotplugSteps(orderSteps(worldPlans), worldPlans, input.hot);
   const verdicts = input.managed.map((f) => fieldVerdict(input, f, fieldBlock, worldPlans, steps));
   return { steps, verdicts };
 }
 
 /** Blocks that hold in every world: a knob the hypervisor lacks, or one libvirt refuses on NUMA domains. */
-function fieldBlocks({ managed, obs, profile }: DualInput): Blocks {
+function fieldBlocks({ managed, obs, profile, hot }: DualInput): Blocks {
   const out: Blocks = {};
   for (const f of managed) {
     const cap = profile.fields[f];
     if (!cap.supported) {
       out[f] = { kind: 'Unsupported', reason: 'Unsupported', why: `${profile.label}: ${cap.unsupportedWhy ?? 'no such knob'}` };
-    } else if (cap.refusedWithNuma && obs.numa) {
+    } else if (cap.refusedWithNuma && obs.numa && !(f === 'maxMemory' && (hot.live || hot.config))) {
       out[f] = {
         kind: 'Unsupported',
         reason: 'Unsupported',
@@ -130,12 +139,17 @@ function guestMemoryInEffect(
 }
 
 /** The live world's blocks: knobs that change only in config (restart) or need a balloon. */
-function liveBlocks({ d, obs, profile, managed, config }: DualInput, fieldBlock: Blocks): Blocks {
+function liveBlocks({ d, obs, profile, managed, config, hot }: DualInput, fieldBlock: Blocks): Blocks {
   const blocks: Blocks = { ...fieldBlock };
   for (const f of managed) {
     if (blocks[f]) continue;
     const cap = profile.fields[f];
-    if (!cap.live) {
+    if (f === 'maxMemory' && hot.live) {
+      const b = hotplugBlock('live', hot.live, d.maxMemory, Boolean(config && hot.config));
+      if (b) blocks[f] = b;
+    } else if (f === 'memory' && hot.live && belowHotplug('live', d, hot.live, blocks)) {
+      blocks[f] = belowHotplug('live', d, hot.live, blocks);
+    } else if (!cap.live) {
       blocks[f] = config && cap.config
         ? {
             kind: 'RestartRequired',
@@ -161,14 +175,37 @@ function liveBlocks({ d, obs, profile, managed, config }: DualInput, fieldBlock:
 }
 
 /** The config world's blocks: knobs the persistent config cannot hold. */
-function configBlocks({ profile, managed }: DualInput, fieldBlock: Blocks): Blocks {
+function configBlocks({ d, profile, managed, hot }: DualInput, fieldBlock: Blocks): Blocks {
   const blocks: Blocks = { ...fieldBlock };
   for (const f of managed) {
-    if (!blocks[f] && !profile.fields[f].config) {
+    if (blocks[f]) continue;
+    if (f === 'maxMemory' && hot.config) {
+      const b = hotplugBlock('config', hot.config, d.maxMemory, true);
+      if (b) blocks[f] = b;
+    } else if (f === 'memory' && hot.config && belowHotplug('config', d, hot.config, blocks)) {
+      blocks[f] = belowHotplug('config', d, hot.config, blocks);
+    } else if (!profile.fields[f].config) {
       blocks[f] = { kind: 'Unsupported', reason: 'Unsupported', why: `${profile.label} cannot change ${f} in the persistent config` };
     }
   }
   return blocks;
+}
+
+/**
+ * QEMU's balloon covers boot memory only: with virtio-mem, memory below what the devices will hold
+ * (Σ requested after the plan) would need a negative balloon target.
+ */
+function belowHotplug(world: World, d: Effective, h: HotplugState, blocks: Blocks): Block | undefined {
+  const requested = blocks.maxMemory ? undefined : spreadRequested(h, d.maxMemory);
+  const plugged = requested ? requested.reduce((a, v) => a + v, 0n) : hotplugRequested(h);
+  if (d.memory >= plugged) return undefined;
+  return {
+    kind: 'Invalid',
+    reason: 'MemoryBelowHotplug',
+    why:
+      `the ${world} virtio-mem devices hold ${formatValue(plugged)} and QEMU's balloon can only take back boot memory ` +
+      `(${formatValue(h.boot)}), so memory cannot go below ${formatValue(plugged)}; lower maxMemory too`,
+  };
 }
 
 /** Step 4: one verdict per field, the most severe of what keeps any world from the desired value. */

@@ -31,6 +31,7 @@ import { planDual } from './dual.ts';
 import { planSingle } from './single.ts';
 import { managedFields, roundDesired, validateDesired } from './spec.ts';
 import { verdict } from './verdicts.ts';
+import { hotplugOf, roundedHotplugMaximum } from './hotplug.ts';
 
 export { checkInvariants, formatValue } from './values.ts';
 export { VERDICT_SEVERITY } from './verdicts.ts';
@@ -57,9 +58,25 @@ export function plan(desired: DesiredMemory, observed: ObservedVM, profile: Prof
     });
     return { steps: [], verdicts, roundings };
   }
-  const d = roundDesired(desired, profile, roundings);
+  const d = roundDesired(hotplugRounded(desired, observed, profile, roundings), profile, roundings);
   const out = profile.worlds === 'single'
     ? planSingle(d, desired, observed, profile)
     : planDual(d, desired, observed, profile, options.overheadMargin);
   return { steps: out.steps, verdicts: out.verdicts, roundings };
+}
+
+/**
+ * virtio-mem: maxMemory is boot + Σ requested and each device plugs whole blocks, so the desired
+ * maximum rounds up to what the devices can hold (src/planner/hotplug.ts). The config's devices
+ * decide (they are what the next boot has), else the live ones.
+ */
+function hotplugRounded(desired: DesiredMemory, observed: ObservedVM, profile: Profile, roundings: Plan['roundings']): DesiredMemory {
+  const cfg = observed.persistent ? hotplugOf(profile, observed.config) : undefined;
+  const live = observed.powerState !== 'ShutOff' ? hotplugOf(profile, observed.live) : undefined;
+  const h = cfg ?? live;
+  if (!h) return desired;
+  const max = roundedHotplugMaximum(h, desired.maxMemory, cfg ? 'config' : 'live');
+  if (max === desired.maxMemory) return desired;
+  roundings.push({ field: 'maxMemory', requested: desired.maxMemory, effective: max });
+  return { ...desired, maxMemory: max, memory: desired.memory === desired.maxMemory ? max : desired.memory };
 }

@@ -8,6 +8,10 @@
 // *target* that libvirt reports (the live `<currentMemory>` is the balloon's
 // actual size), so the live memory of a running domain is the target this
 // driver set for the same instance (domain id) when it remembers one.
+//
+// virtio-mem (issue #14): a domain with `<memory model='virtio-mem'>` devices reports
+// maxMemory = boot (NUMA cells) + Σ requested, memory = balloon + Σ requested, and the devices
+// in `hotplug` (src/model/memory.ts HotplugState).
 import { DriverError } from '../driver.ts';
 import type { VMHandle } from '../driver.ts';
 import type { HypervisorType, ObservedVM, WorldValues } from '../../model/memory.ts';
@@ -56,6 +60,32 @@ export function world(x: DomainXmlInfo, type: HypervisorType): WorldValues {
     throw new DriverError('Protocol', `libvirt: domain XML of ${x.name ?? '?'} has no <memory>`, { op: 'virDomainGetXMLDesc', hypervisorMessage: 'no <memory> element' });
   }
   const w: WorldValues = { maxMemory, memory: kibToBytes(x.currentMemoryKiB) ?? maxMemory };
+  const vmem = x.memoryDevices.filter((m) => m.model === 'virtio-mem');
+  if (vmem.length > 0) {
+    // libvirt's <memory> counts each device's full size; the guest sees boot + Σ requested.
+    const devices = vmem.map((m) => ({
+      ...(m.alias !== undefined ? { alias: m.alias } : {}),
+      ...(m.node !== undefined ? { node: m.node } : {}),
+      block: BigInt(m.blockKiB ?? 0) * KIB,
+      size: BigInt(m.sizeKiB) * KIB,
+      requested: BigInt(m.requestedKiB ?? 0) * KIB,
+      ...(m.currentKiB !== undefined ? { current: BigInt(m.currentKiB) * KIB } : {}),
+    }));
+    const sizes = devices.reduce((a, dev) => a + dev.size, 0n);
+    const cells = x.numaCells.reduce((a, c) => a + BigInt(c.memoryKiB) * KIB, 0n);
+    const boot = cells > 0n ? cells : maxMemory - sizes;
+    const requested = devices.reduce((a, dev) => a + dev.requested, 0n);
+    w.hotplug = { model: 'virtio-mem', boot, devices };
+    w.maxMemory = boot + requested;
+    if (x.id === undefined) {
+      // A config's <currentMemory> is the balloon target, which covers boot memory only.
+      w.memory = (kibToBytes(x.currentMemoryKiB) ?? boot) + requested;
+    } else {
+      // The live <currentMemory> is the balloon's actual size plus what the guest has plugged;
+      // in vmmem's terms memory is balloon + Σ requested (memory.ts HotplugState).
+      w.memory += devices.reduce((a, dev) => a + dev.requested - (dev.current ?? 0n), 0n);
+    }
+  }
   const ming = kibToBytes(x.memtune.minGuaranteeKiB);
   if (ming !== undefined) w.reservation = ming;
   if (type !== 'xen') {
