@@ -36,9 +36,11 @@ export const KINDS: Record<ResourceKind, { plural: string; kind: string }> = {
 export const describeKey = (kind: string, key: ObjectKey) => `${kind} ${key.namespace}/${key.name}`;
 
 /**
- * A view of a cached object. Not a copy: reconciles read thousands of these
- * per pass (the scale benchmark measured deep copies here as a third of the
- * operator's CPU), so callers must treat them as read-only (ObjectStore says so).
+ * The controller's view of an object as the API server sent it, frozen. The informer makes it once
+ * per object version on ingest and caches it; get/list hand out that same object (no copy per read:
+ * reconciles read thousands of these per pass, and the scale benchmark measured copies here as a
+ * third of the operator's CPU and most of its garbage), so callers must treat them as read-only
+ * (ObjectStore says so; the freeze makes a mutation fail loudly).
  */
 export function toStored(kind: ResourceKind, raw: RawObject): StoredObject {
   const o = deepFreeze(raw);
@@ -77,7 +79,7 @@ export class KubeCache {
   private readonly timeoutMs: number;
   private readonly informerOptions: InformerOptions | undefined;
   private readonly custom: k8s.CustomObjectsApi;
-  private informers: Record<ResourceKind, ResilientInformer<RawObject>> | undefined;
+  private informers: Record<ResourceKind, ResilientInformer<StoredObject>> | undefined;
   /** list() result per kind until the next change: reconciles list far more often than objects change. */
   private readonly listCache = new Map<ResourceKind, StoredObject[]>();
 
@@ -117,31 +119,31 @@ export class KubeCache {
   }
 
   get(kind: ResourceKind, key: ObjectKey): StoredObject | undefined {
-    const raw = this.informers?.[kind].get(`${key.namespace}/${key.name}`);
-    return raw ? toStored(kind, raw) : undefined;
+    return this.informers?.[kind].get(`${key.namespace}/${key.name}`);
   }
 
   list(kind: ResourceKind): StoredObject[] {
     let views = this.listCache.get(kind);
     if (!views) {
-      views = (this.informers?.[kind].values() ?? []).map((r) => toStored(kind, r));
+      views = this.informers?.[kind].values() ?? [];
       if (this.informers?.[kind].synced) this.listCache.set(kind, views);
     }
     return views.slice();
   }
 
-  private informer(kind: ResourceKind, onChange: CacheListener): ResilientInformer<RawObject> {
+  private informer(kind: ResourceKind, onChange: CacheListener): ResilientInformer<StoredObject> {
     const { plural } = KINDS[kind];
     const ns = this.namespace;
     const watchPath = ns
       ? `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(ns)}/${plural}`
       : `/apis/${GROUP}/${VERSION}/${plural}`;
-    return new ResilientInformer<RawObject>({
+    return new ResilientInformer<StoredObject>({
       name: kind,
       kubeConfig: this.kubeConfig,
       watchPath,
       logger: this.logger,
       options: this.informerOptions,
+      transform: (raw) => toStored(kind, raw as RawObject),
       list: async (token) => {
         const opts = requestOptions(this.timeoutMs);
         const base = { group: GROUP, version: VERSION, plural, limit: 500, _continue: token };

@@ -53,6 +53,28 @@ export interface InformerStats {
 
 export type InformerListener<T> = (type: ChangeType, obj: T, old: T | undefined) => void;
 
+/** The annotation `kubectl apply` (client-side) keeps: a full copy of the last applied object. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * Drops, in place, what the API server sends that vmmem never reads and that costs memory in a cache
+ * of thousands of objects: `metadata.managedFields` (server-side apply bookkeeping, often larger
+ * than the spec) and the `kubectl.kubernetes.io/last-applied-configuration` annotation (a second
+ * copy of the whole object as JSON text). controller-runtime's caches strip managedFields the same
+ * way (cache.Options.DefaultTransform = TransformStripManagedFields).
+ */
+export function stripUnread<T>(obj: T): T {
+  const meta = (obj as { metadata?: { managedFields?: unknown; annotations?: Record<string, string> } } | null)?.metadata;
+  if (!meta || typeof meta !== 'object') return obj;
+  delete meta.managedFields;
+  const ann = meta.annotations;
+  if (ann && LAST_APPLIED_ANNOTATION in ann) {
+    delete ann[LAST_APPLIED_ANNOTATION];
+    if (Object.keys(ann).length === 0) delete meta.annotations;
+  }
+  return obj;
+}
+
 type WatchEnd = 'ended' | 'gone' | 'error' | 'idle' | 'stopped';
 
 export function objectKey(o: InformerObject): string {
@@ -63,9 +85,10 @@ export class ResilientInformer<T extends InformerObject> {
   readonly name: string;
   private readonly kubeConfig: k8s.KubeConfig;
   private readonly watchPath: string;
-  private readonly listFn: (continueToken: string | undefined) => Promise<{ items: T[]; resourceVersion: string; continue?: string }>;
+  private readonly listFn: (continueToken: string | undefined) => Promise<{ items: unknown[]; resourceVersion: string; continue?: string }>;
   private readonly logger: Logger;
   private readonly listener: InformerListener<T>;
+  private readonly transform: (obj: unknown) => T;
   private readonly backoff: Backoff;
   private readonly idleTimeoutMs: number;
   private readonly watchTimeoutSeconds: number | undefined;
@@ -87,9 +110,15 @@ export class ResilientInformer<T extends InformerObject> {
     kubeConfig: k8s.KubeConfig;
     /** e.g. /apis/vmmem.io/v1alpha1/namespaces/ns/hypervisors */
     watchPath: string;
-    list: (continueToken: string | undefined) => Promise<{ items: T[]; resourceVersion: string; continue?: string }>;
+    list: (continueToken: string | undefined) => Promise<{ items: unknown[]; resourceVersion: string; continue?: string }>;
     logger: Logger;
     listener: InformerListener<T>;
+    /**
+     * Applied once to every object on ingest (list items and watch events), after stripUnread: what
+     * it returns is what the cache holds and hands out, so a caller that wants its own
+     * representation keeps exactly one copy of each object. Default: identity.
+     */
+    transform?: (obj: unknown) => T;
     options?: InformerOptions;
   }) {
     this.name = args.name;
@@ -98,6 +127,8 @@ export class ResilientInformer<T extends InformerObject> {
     this.listFn = args.list;
     this.logger = args.logger;
     this.listener = args.listener;
+    const transform = args.transform ?? ((o: unknown) => o as T);
+    this.transform = (o) => transform(stripUnread(o));
     const o = args.options ?? {};
     this.backoff = new Backoff(o.minBackoffMs ?? 100, o.maxBackoffMs ?? 30_000);
     this.idleTimeoutMs = o.idleTimeoutMs ?? 90_000;
@@ -223,7 +254,7 @@ export class ResilientInformer<T extends InformerObject> {
     do {
       const page = await this.listFn(token);
       if (this.stopped) return;
-      items.push(...page.items);
+      for (const raw of page.items) items.push(this.transform(raw));
       rv = page.resourceVersion;
       token = page.continue || undefined;
     } while (token);
@@ -309,15 +340,14 @@ export class ResilientInformer<T extends InformerObject> {
               else finish('error', Object.assign(new Error(`watch ERROR event: ${st.reason ?? ''} ${st.message ?? JSON.stringify(obj)}`), { statusCode: st.code }));
               return;
             }
-            const o = obj as T;
-            const rv = o.metadata?.resourceVersion;
+            const rv = (obj as InformerObject).metadata?.resourceVersion;
             if (type === 'BOOKMARK') {
               if (rv) this.rv = rv;
               progressed = true;
               return;
             }
             if (type !== 'ADDED' && type !== 'MODIFIED' && type !== 'DELETED') return;
-            this.apply(type, o);
+            this.apply(type, this.transform(obj));
             if (rv) this.rv = rv;
             progressed = true;
           },

@@ -252,6 +252,29 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
     assert.deepEqual(store.get('Hypervisor', { namespace: NS, name: 'pre-existing' })!.spec, { uri: 'sim:///tmp/x' });
   });
 
+  it('the cache keeps one frozen copy per object, without managedFields or the last-applied annotation', async () => {
+    // What `kubectl apply` (client-side) leaves on an object: a full JSON copy in an annotation,
+    // next to an annotation of the user's that must stay.
+    const obj = vmm('strip-01');
+    const lastApplied = JSON.stringify(obj);
+    const created = await create({ ...obj, metadata: { ...obj.metadata, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': lastApplied, 'example.com/owner': 'team-a' } } } as ReturnType<typeof vmm>);
+    assert.ok((created.metadata as { managedFields?: unknown[] }).managedFields?.length, 'the API server sends managedFields');
+    await waitFor('add strip-01', () => store.get('VirtualMachineMemory', { namespace: NS, name: 'strip-01' }) !== undefined);
+    const got = store.get('VirtualMachineMemory', { namespace: NS, name: 'strip-01' })!;
+    assert.equal((got.metadata as { managedFields?: unknown }).managedFields, undefined);
+    assert.deepEqual(got.metadata.annotations, { 'example.com/owner': 'team-a' });
+    // get and list hand out the same object: one copy in memory, not one per read.
+    assert.equal(store.get('VirtualMachineMemory', { namespace: NS, name: 'strip-01' }), got);
+    assert.ok(store.list('VirtualMachineMemory').includes(got));
+    assert.ok(Object.isFrozen(got) && Object.isFrozen(got.metadata));
+    // The stripped fields were never ours: a status write leaves them alone on the server.
+    await store.updateStatus('VirtualMachineMemory', { namespace: NS, name: 'strip-01' }, () => ({ observedGeneration: 1 }));
+    const onServer = await read('VirtualMachineMemory', 'strip-01');
+    assert.equal(onServer.metadata.annotations?.['kubectl.kubernetes.io/last-applied-configuration'], lastApplied);
+    assert.ok(onServer.metadata.managedFields?.length);
+    await remove('VirtualMachineMemory', 'strip-01');
+  });
+
   it('informer sees add, update and delete', async () => {
     await create(vmm('web-01'));
     await waitFor('add web-01', () => rec.has('VirtualMachineMemory', 'web-01', 'add'));
