@@ -1,6 +1,7 @@
 // events.k8s.io/v1 Events, best effort like client-go's recorder: recording never rejects; a
 // failure is logged with its context. Repeated identical events are folded into a series
 // (docs/kubernetes.md "Events").
+import { createHash } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import type { EventType, StoredObject } from '../controller/ports.ts';
 import { apiErrorInfo } from './errors.ts';
@@ -68,7 +69,9 @@ export class EventRecorder {
     const { seriesWindowMs, seriesFlushMs, reportingInstance, fieldManager, requestTimeoutMs } = this.options;
     const text = truncateUtf8(note, EVENT_NOTE_MAX_BYTES);
     const what = `${obj.kind} ${m.namespace}/${m.name}`;
-    const seriesKey = JSON.stringify([m.uid ?? `${m.namespace}/${m.name}`, type, reason, action, text]);
+    // A digest, not the text: at fleet scale the map holds one entry per recent Event, and a note
+    // may be 1 KiB.
+    const seriesKey = `${m.uid ?? `${m.namespace}/${m.name}`} ${createHash('sha1').update(JSON.stringify([type, reason, action, text])).digest('base64')}`;
     const now = Date.now();
     this.pruneSeries(now);
     const s = this.series.get(seriesKey);
@@ -104,6 +107,8 @@ export class EventRecorder {
     try {
       const created = await this.events.createNamespacedEvent({ namespace: m.namespace, body, fieldManager }, requestOptions(requestTimeoutMs));
       if (s?.timer) clearTimeout(s.timer);
+      // Re-inserted, so the map stays in order of firstMs (pruneSeries relies on it).
+      this.series.delete(seriesKey);
       this.series.set(seriesKey, {
         name: created.metadata?.name ?? body.metadata!.name!,
         namespace: m.namespace,
@@ -128,9 +133,15 @@ export class EventRecorder {
     this.series.clear();
   }
 
+  /**
+   * Forgets series whose window has passed. The map is in order of firstMs, so this stops at the
+   * first live one: O(expired) per call, not O(all) (one Event per applied change at fleet scale
+   * means thousands of entries). An entry with a flush pending stays until a later call.
+   */
   private pruneSeries(now: number): void {
     for (const [k, s] of this.series) {
-      if (now - s.firstMs >= this.options.seriesWindowMs && !s.timer) this.series.delete(k);
+      if (now - s.firstMs < this.options.seriesWindowMs) break;
+      if (!s.timer) this.series.delete(k);
     }
   }
 
