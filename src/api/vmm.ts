@@ -149,6 +149,26 @@ export const ObservedSchema = z
     limit: observedQuantity('Limit in effect now, or Unlimited.'),
     configMaxMemory: observedQuantity('maxMemory the next cold boot will use.'),
     configMemory: observedQuantity('memory the next cold boot will use.'),
+    hotplug: z
+      .object({
+        model: z.enum(['virtio-mem']).meta({ description: 'The hot-plug device model (QEMU virtio-mem).' }),
+        bootMemory: observedQuantity('Boot memory (the NUMA cells): what no live change can move.'),
+        ceiling: observedQuantity('boot + the devices\' sizes: the most maxMemory can reach without a restart.'),
+        devices: z
+          .array(
+            z.object({
+              alias: z.string().optional().meta({ description: 'libvirt device alias, e.g. virtiomem0.' }),
+              node: z.number().int().min(0).optional().meta({ description: 'Guest NUMA node.' }),
+              blockSize: observedQuantity('Plug granularity.'),
+              size: observedQuantity('The most this device can give the guest.'),
+              requested: observedQuantity('What the host asks the guest to plug.'),
+              current: observedQuantity('What the guest has plugged.'),
+            }).meta({ description: 'One virtio-mem device.' }),
+          )
+          .meta({ description: 'The virtio-mem devices, in the order growth fills them.' }),
+      })
+      .optional()
+      .meta({ description: 'Memory hot-plug state in effect now (live when running), for domains with virtio-mem devices.' }),
   })
   .meta({ description: 'What vmmem last observed on the hypervisor, as exact quantities.' });
 

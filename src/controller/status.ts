@@ -8,6 +8,7 @@ import type { VMMStatus } from '../api/vmm.ts';
 import type { Limit, ObservedVM, Plan, Verdict, WorldValues } from '../model/memory.ts';
 import type { DesiredCondition } from './conditions.ts';
 import { mergeConditions } from './conditions.ts';
+import { hotplugCeiling, hotplugCurrent, hotplugRequested } from '../model/hotplug.ts';
 
 const STALLING = new Set(['Unsupported', 'Unsafe', 'Invalid']);
 const PENDING = new Set(['RestartRequired', 'AwaitingPowerOff']);
@@ -55,7 +56,35 @@ export function observedBlock(o: ObservedVM): NonNullable<VMMStatus['observed']>
     configMemory: fmt(o.config?.memory),
   };
   for (const k of Object.keys(block) as (keyof typeof block)[]) if (block[k] === undefined) delete block[k];
+  const h = now?.hotplug;
+  if (h) {
+    block.hotplug = {
+      model: h.model,
+      bootMemory: formatQuantity(h.boot),
+      ceiling: formatQuantity(hotplugCeiling(h)),
+      devices: h.devices.map((d) => {
+        const dev: NonNullable<NonNullable<VMMStatus['observed']>['hotplug']>['devices'][number] = {
+          blockSize: formatQuantity(d.block),
+          size: formatQuantity(d.size),
+          requested: formatQuantity(d.requested),
+        };
+        if (d.alias !== undefined) dev.alias = d.alias;
+        if (d.node !== undefined) dev.node = d.node;
+        if (d.current !== undefined) dev.current = formatQuantity(d.current);
+        return dev;
+      }),
+    };
+  }
   return block;
+}
+
+/** virtio-mem devices still plugging (or unplugging): requested and current of the live world, when they differ. */
+function hotplugProgress(o: ObservedVM): { requested: bigint; current: bigint } | undefined {
+  const h = o.powerState !== 'ShutOff' ? o.live?.hotplug : undefined;
+  if (!h) return undefined;
+  const current = hotplugCurrent(h);
+  const requested = hotplugRequested(h);
+  return current === undefined || current === requested ? undefined : { requested, current };
 }
 
 function joinMessages(verdicts: readonly Verdict[]): string {
@@ -65,12 +94,22 @@ function joinMessages(verdicts: readonly Verdict[]): string {
 /** Conditions, pending list and a one-line summary for an outcome. */
 export function conditionsFor(outcome: VMMOutcome): { conditions: DesiredCondition[]; pending: NonNullable<VMMStatus['pending']>; summary: string } {
   const { plan, balloon } = outcome;
+  // With virtio-mem the guest's memory is balloon + plugged blocks: when the devices lag, that is
+  // what the wait is about (HotplugUnresponsive / HotplugPlugging), not the balloon.
+  const plugging = hotplugProgress(outcome.observed);
   const stalling = plan.verdicts.filter((v) => STALLING.has(v.kind));
   const pendingVerdicts = plan.verdicts.filter((v) => PENDING.has(v.kind));
   const pending = pendingVerdicts.map((v) => ({ field: v.field, value: fmt(v.desired) as string, reason: v.kind, message: v.message }));
 
   const stalled: DesiredCondition = stalling.length
     ? { type: 'Stalled', status: 'True', reason: stalling[0]?.reason ?? 'Unsupported', message: joinMessages(stalling) }
+    : balloon.state === 'unresponsive' && plugging
+      ? {
+          type: 'Stalled',
+          status: 'True',
+          reason: 'HotplugUnresponsive',
+          message: `maxMemory: the guest plugged ${formatQuantity(plugging.current)} of the ${formatQuantity(plugging.requested)} its virtio-mem devices request within ${Math.round(balloon.waitedMs / 1000)}s (it holds ${formatQuantity(balloon.actual)} of ${formatQuantity(balloon.target)}); is the guest's virtio_mem driver loaded and onlining memory?`,
+        }
     : balloon.state === 'unresponsive'
       ? {
           type: 'Stalled',
@@ -90,7 +129,14 @@ export function conditionsFor(outcome: VMMOutcome): { conditions: DesiredConditi
     : { type: 'RestartRequired', status: 'False', reason: 'AsExpected', message: 'every declared value is in effect or being applied' };
 
   const reconciling: DesiredCondition =
-    balloon.state === 'settling'
+    balloon.state === 'settling' && plugging
+      ? {
+          type: 'Reconciling',
+          status: 'True',
+          reason: plugging.current < plugging.requested ? 'HotplugPlugging' : 'HotplugUnplugging',
+          message: `maxMemory: the guest has plugged ${formatQuantity(plugging.current)} of ${formatQuantity(plugging.requested)} requested (it holds ${formatQuantity(balloon.actual)}, target ${formatQuantity(balloon.target)})`,
+        }
+    : balloon.state === 'settling'
       ? {
           type: 'Reconciling',
           status: 'True',
