@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes argocd-cm-patch.yaml from health.lua (the same script for both kinds).
-# test/unit/health-lua.test.ts fails when the two drift.
+# test/peer/argocd/health-lua.test.ts fails when the two drift.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 indent() { sed -e 's/^/    /' -e 's/^ *$//' "$here/health.lua"; }

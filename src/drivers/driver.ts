@@ -20,7 +20,7 @@ export interface VMHandle {
   readonly uuid: string;
 }
 
-/** Secret material for a connection. Never logged: see redact.ts in controller. */
+/** Secret material for a connection. Never logged: registerSecret and the redaction in controller/log.ts. */
 export interface Credentials {
   username?: string;
   password?: string;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Lua interpreters that run deploy/argocd/health.lua in test/unit/health-lua.test.ts:
+# The Lua interpreters that run deploy/argocd/health.lua in test/peer/argocd/health-lua.test.ts:
 # lua5.4 (Debian) and lua5.1 (the language version of gopher-lua, which Argo CD embeds).
 # Installs them with apt-get when missing; idempotent; fails loudly when it cannot.
 set -euo pipefail

@@ -5,12 +5,13 @@
 // fails (never skips) without them.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { startKube, type KubeEnv } from '../../env/kube.ts';
+import { kubeConfigVia, startFaultProxy } from '../../env/proxy.ts';
+import type { FaultProxy } from '../../env/proxy.ts';
 import { KubeStore, mergePatchFor, truncateUtf8 } from '../../../src/kube/store.ts';
 import { KubeApiError } from '../../../src/kube/errors.ts';
 import { loadKubeConfig, KubeConfigError } from '../../../src/kube/config.ts';
@@ -119,61 +120,6 @@ async function projectCrds(dir: string): Promise<string> {
   return out;
 }
 
-/** A loopback TCP proxy to the API server, to cut one client off while the admin keeps going. */
-type ProxyMode = 'open' | 'refuse' | 'blackhole';
-async function startProxy(targetPort: number) {
-  const pairs = new Set<{ a: Socket; b: Socket }>();
-  let mode: ProxyMode = 'open';
-  const server: Server = createServer((a) => {
-    if (mode === 'refuse') return void a.resetAndDestroy();
-    const b = connect(targetPort, '127.0.0.1');
-    const pair = { a, b };
-    pairs.add(pair);
-    a.on('data', (d: Buffer) => void (mode === 'open' && b.write(d)));
-    b.on('data', (d: Buffer) => void (mode === 'open' && a.write(d)));
-    const close = () => {
-      pairs.delete(pair);
-      a.destroy();
-      b.destroy();
-    };
-    a.on('close', close).on('error', close);
-    b.on('close', close).on('error', close);
-  });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    /** open: forward; refuse: reset all connections, refuse new ones; blackhole: silently drop bytes. */
-    setMode(m: ProxyMode) {
-      mode = m;
-      if (m === 'refuse') {
-        for (const { a, b } of pairs) {
-          a.resetAndDestroy();
-          b.destroy();
-        }
-        pairs.clear();
-      }
-    },
-    kubeConfig(kc: k8s.KubeConfig): k8s.KubeConfig {
-      const out = new k8s.KubeConfig();
-      out.loadFromOptions({
-        clusters: kc.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${port}` })),
-        users: kc.users,
-        contexts: kc.contexts,
-        currentContext: kc.currentContext,
-      });
-      return out;
-    },
-    async close() {
-      for (const { a, b } of pairs) {
-        a.destroy();
-        b.destroy();
-      }
-      await new Promise<void>((res) => server.close(() => res()));
-    },
-  };
-}
-
 // ---------------------------------------------------------------------------------------------
 
 describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => {
@@ -183,7 +129,7 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
   let store: KubeStore;
   let rec: ReturnType<typeof recorder>;
   const logs: LogLine[] = [];
-  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  let proxy: FaultProxy;
 
   const plural = (kind: ResourceKind) => (kind === 'Hypervisor' ? 'hypervisors' : 'virtualmachinememories');
   const create = async (obj: ReturnType<typeof vmm> | ReturnType<typeof hypervisor>) =>
@@ -218,9 +164,9 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
     core = env.kubeConfig.makeApiClient(k8s.CoreV1Api);
     await core.createNamespace({ body: { metadata: { name: NS } } });
     await create(hypervisor('pre-existing'));
-    proxy = await startProxy(Number(new URL(env.server).port));
+    proxy = await startFaultProxy({ port: Number(new URL(env.server).port) });
     rec = recorder();
-    store = new KubeStore(proxy.kubeConfig(env.kubeConfig), captureLogger(logs), {
+    store = new KubeStore(kubeConfigVia(env.kubeConfig, proxy.port), captureLogger(logs), {
       requestTimeoutMs: 3000,
       reportingInstance: 'adapter-test',
       eventSeriesFlushMs: 200,
@@ -435,7 +381,7 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
     // A second store through the same proxy that never relists because of failures alone: it must
     // resume its watch from its resourceVersion, get 410 Gone (new watch cache), relist and diff.
     const rec2 = recorder();
-    const resumer = new KubeStore(proxy.kubeConfig(env.kubeConfig), captureLogger([]), {
+    const resumer = new KubeStore(kubeConfigVia(env.kubeConfig, proxy.port), captureLogger([]), {
       namespace: NS,
       requestTimeoutMs: 3000,
       informer: { minBackoffMs: 50, maxBackoffMs: 1000, idleTimeoutMs: 2500, relistAfterFailures: 1_000_000 },
@@ -617,9 +563,9 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
   });
 
   it('stop() during a never-ending first list rejects start()', async () => {
-    const p = await startProxy(Number(new URL(env.server).port));
+    const p = await startFaultProxy({ port: Number(new URL(env.server).port) });
     p.setMode('refuse');
-    const s = new KubeStore(p.kubeConfig(env.kubeConfig), captureLogger([]), { informer: { minBackoffMs: 50, maxBackoffMs: 200 } });
+    const s = new KubeStore(kubeConfigVia(env.kubeConfig, p.port), captureLogger([]), { informer: { minBackoffMs: 50, maxBackoffMs: 200 } });
     const started = s.start({ onChange() {} });
     await sleep(300);
     assert.equal(s.synced, false);

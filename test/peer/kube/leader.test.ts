@@ -3,9 +3,9 @@
 // test/peer/kube/setup.sh; fails (never skips) without them.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import { startKube, type KubeEnv } from '../../env/kube.ts';
+import { kubeConfigVia, startFaultProxy } from '../../env/proxy.ts';
 import { LeaderElector, type LeaderElectorOptions } from '../../../src/kube/leader.ts';
 import type { Logger } from '../../../src/kube/http.ts';
 
@@ -30,56 +30,6 @@ async function waitFor(what: string, cond: () => boolean | Promise<boolean>, tim
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
     await sleep(20);
   }
-}
-
-/** A loopback TCP proxy to the API server: 'refuse' cuts one client off (existing and new connections). */
-async function startProxy(targetPort: number) {
-  const pairs = new Set<{ a: Socket; b: Socket }>();
-  let refusing = false;
-  const server: Server = createServer((a) => {
-    if (refusing) return void a.resetAndDestroy();
-    const b = connect(targetPort, '127.0.0.1');
-    const pair = { a, b };
-    pairs.add(pair);
-    a.pipe(b);
-    b.pipe(a);
-    const close = () => {
-      pairs.delete(pair);
-      a.destroy();
-      b.destroy();
-    };
-    a.on('close', close).on('error', close);
-    b.on('close', close).on('error', close);
-  });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  const port = (server.address() as { port: number }).port;
-  return {
-    refuse(on: boolean) {
-      refusing = on;
-      if (!on) return;
-      for (const { a, b } of pairs) {
-        a.resetAndDestroy();
-        b.destroy();
-      }
-    },
-    kubeConfig(kc: k8s.KubeConfig): k8s.KubeConfig {
-      const out = new k8s.KubeConfig();
-      out.loadFromOptions({
-        clusters: kc.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${port}` })),
-        users: kc.users,
-        contexts: kc.contexts,
-        currentContext: kc.currentContext,
-      });
-      return out;
-    },
-    async close() {
-      for (const { a, b } of pairs) {
-        a.destroy();
-        b.destroy();
-      }
-      await new Promise<void>((res) => server.close(() => res()));
-    },
-  };
 }
 
 /** An elector plus a record of what its callbacks saw; `leaders` counts concurrent leaders. */
@@ -158,16 +108,16 @@ describe('LeaderElector against a real kube-apiserver', { timeout: 90_000 }, () 
   });
 
   it('a leader cut off from the API server steps down after the renew deadline; the other takes over after the lease expires', async () => {
-    const proxy = await startProxy(Number(new URL(env.server).port));
+    const proxy = await startFaultProxy({ port: Number(new URL(env.server).port) });
     const leaders = { now: 0, max: 0 };
-    const a = candidate(proxy.kubeConfig(env.kubeConfig), 'cut', 'replica-a', leaders);
+    const a = candidate(kubeConfigVia(env.kubeConfig, proxy.port), 'cut', 'replica-a', leaders);
     await waitFor('a leads', () => a.el.isLeader);
     const b = candidate(env.kubeConfig, 'cut', 'replica-b', leaders);
     await sleep(1000);
     assert.equal(b.el.isLeader, false);
 
     const cut = Date.now();
-    proxy.refuse(true);
+    proxy.setMode('refuse');
     await waitFor('a steps down', () => !a.el.isLeader, FAST.renewDeadlineMs + 1500);
     const down = a.rec.stopped[0]! - cut;
     assert.ok(down <= FAST.renewDeadlineMs + 700, `stepped down ${down} ms after the cut (renew deadline ${FAST.renewDeadlineMs})`);
@@ -180,7 +130,7 @@ describe('LeaderElector against a real kube-apiserver', { timeout: 90_000 }, () 
     assert.equal(leaders.max, 1, 'never two leaders');
 
     // a comes back: it sees b's valid lease and stays a follower.
-    proxy.refuse(false);
+    proxy.setMode('open');
     await sleep(1000);
     assert.equal(a.el.isLeader, false);
     assert.equal(await holder('cut'), 'replica-b');

@@ -18,19 +18,12 @@ import {
   parseDomainXml,
 } from '../../../src/libvirt/index.ts';
 import type { BalloonChangeEvent, DomainRef, LifecycleEvent } from '../../../src/libvirt/index.ts';
+import { rejectsWith } from '../../env/rejects.ts';
 
 let d: Libvirtd;
 let c: LibvirtClient;
 
-async function rejects(p: Promise<unknown>): Promise<LibvirtError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof LibvirtError, `expected LibvirtError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected the call to fail');
-}
+const rejects = (p: Promise<unknown>): Promise<LibvirtError> => rejectsWith(p, LibvirtError);
 
 async function waitFor<T>(what: string, f: () => T | undefined, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;

@@ -11,6 +11,7 @@ import { LibvirtClient } from '../../../src/libvirt/index.ts';
 import type { Step } from '../../../src/model/memory.ts';
 import { startLibvirtd, tinyDomainXml } from '../../env/libvirtd.ts';
 import type { Libvirtd } from '../../env/libvirtd.ts';
+import { rejectsWith } from '../../env/rejects.ts';
 
 const Mi = 1n << 20n;
 let d: Libvirtd;
@@ -30,15 +31,7 @@ after(async () => {
   await d?.stop();
 });
 
-async function refused(p: Promise<unknown>): Promise<DriverError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof DriverError, `expected DriverError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected a refusal');
-}
+const refused = (p: Promise<unknown>): Promise<DriverError> => rejectsWith(p, DriverError);
 
 async function vm(name: string, opts: Parameters<typeof tinyDomainXml>[1] & { run?: boolean; transient?: boolean } = {}): Promise<VMHandle> {
   const xml = tinyDomainXml(name, opts);

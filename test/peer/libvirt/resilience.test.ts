@@ -15,6 +15,7 @@ import { redactLibvirtUri as redactUri } from '../../../src/libvirt/uri.ts';
 import type { BalloonChangeEvent, LifecycleEvent } from '../../../src/libvirt/index.ts';
 import { XdrWriter } from '../../../src/libvirt/xdr.ts';
 import { writeDomain, writeRemoteError } from '../../../src/libvirt/procedures.ts';
+import { rejectsWith } from '../../env/rejects.ts';
 
 let d: Libvirtd;
 let tmp: string;
@@ -29,15 +30,7 @@ after(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-async function rejects(p: Promise<unknown>): Promise<LibvirtError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof LibvirtError, `expected LibvirtError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected a failure');
-}
+const rejects = (p: Promise<unknown>): Promise<LibvirtError> => rejectsWith(p, LibvirtError);
 
 // ------------------------------------------------------------ scripted peer
 

@@ -13,6 +13,7 @@ import { LibvirtDriver } from '../../../src/drivers/libvirt/index.ts';
 import { LibvirtClient, LibvirtError } from '../../../src/libvirt/index.ts';
 import { freePort, startLibvirtd } from '../../env/libvirtd.ts';
 import type { Libvirtd } from '../../env/libvirtd.ts';
+import { rejectsWith } from '../../env/rejects.ts';
 
 let d: Libvirtd;
 let dir: string;
@@ -60,15 +61,7 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function rejects(p: Promise<unknown>): Promise<LibvirtError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof LibvirtError, `expected LibvirtError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected a failure');
-}
+const rejects = (p: Promise<unknown>): Promise<LibvirtError> => rejectsWith(p, LibvirtError);
 
 describe('TLS', () => {
   it('connects with a client certificate and verifies the server against the CA', async () => {

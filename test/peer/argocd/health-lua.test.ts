@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { initialStatus, statusForFailure, statusForOutcome, type BalloonState } from '../../src/controller/status.ts';
-import type { ObservedVM, Plan, Verdict } from '../../src/model/memory.ts';
+import { initialStatus, statusForFailure, statusForOutcome, type BalloonState } from '../../../src/controller/status.ts';
+import type { ObservedVM, Plan, Verdict } from '../../../src/model/memory.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const HEALTH_LUA = join(ROOT, 'deploy', 'argocd', 'health.lua');
 const CM_PATCH = join(ROOT, 'deploy', 'argocd', 'argocd-cm-patch.yaml');
 const INTERPRETERS = ['lua5.4', 'lua5.1'];
