@@ -226,6 +226,7 @@ describe('domain XML reader', () => {
         { id: 1, memoryKiB: 4194304, cpus: '2-3' },
       ],
       memballoonModel: 'virtio',
+      memoryDevices: [],
     });
   });
 
