@@ -154,11 +154,13 @@ export class SimDriver implements Driver {
     if (type === 'esx') return this.applyEsx(host, conn, vm, step, signal);
     const flags = step.world === 'live' ? { live: true } : { config: true };
     const world = step.world === 'live' ? 'AFFECT_LIVE' : 'AFFECT_CONFIG';
+    if (step.field === 'maxMemory' && step.requested) return this.applyVirtioMem(host, conn, vm, step, step.requested, signal);
     switch (step.field) {
       case 'maxMemory':
       case 'memory': {
         const op = 'virDomainSetMemoryFlags';
-        const kib = toKiB(op, vm.name, step);
+        // virtio-mem: the balloon covers boot memory only (Step.balloonOffset).
+        const kib = toKiB(op, vm.name, step) - (step.balloonOffset ?? 0n) / 1024n;
         const maximum = step.field === 'maxMemory';
         await host.call(conn, op, vm.name, () => host.virDomainSetMemoryFlags(vm, kib, { ...flags, maximum }),
           `${kib}KiB ${world}${maximum ? '|MEM_MAXIMUM' : ''}`, signal);
@@ -173,6 +175,24 @@ export class SimDriver implements Driver {
           `${param}=${value === 'unlimited' ? 'unlimited' : `${value}KiB`} ${world}`, signal);
         return;
       }
+    }
+  }
+
+  /** virtio-mem requested (virDomainUpdateDeviceFlags per changed device) or, beyond the sizes, a redefined config. */
+  private async applyVirtioMem(host: SimHost, conn: SimConnection, vm: VMHandle, step: Step, requested: readonly bigint[], signal?: AbortSignal): Promise<void> {
+    const state = host.vm(vm.uuid);
+    const devs = (step.world === 'live' ? state?.virtioMem?.live : state?.virtioMem?.config) ?? [];
+    const kibs = requested.map((r) => r / 1024n);
+    if (step.sizes) {
+      const sizes = step.sizes.map((v) => v / 1024n);
+      await host.call(conn, 'virDomainDefineXML', vm.name, () => host.redefineVirtioMem(vm, sizes, kibs), `virtio-mem sizes ${sizes.join(',')}KiB requested ${kibs.join(',')}KiB`, signal);
+      return;
+    }
+    const flags = step.world === 'live' ? { live: true } : { config: true };
+    for (let i = 0; i < kibs.length; i++) {
+      if (devs[i] && devs[i]!.requested === requested[i]) continue;
+      const k = kibs[i]!;
+      await host.call(conn, 'virDomainUpdateDeviceFlags', vm.name, () => host.virDomainUpdateDeviceFlags(vm, i, k, flags), `virtiomem${i} requested=${k}KiB ${step.world === 'live' ? 'AFFECT_LIVE' : 'AFFECT_CONFIG'}`, signal);
     }
   }
 

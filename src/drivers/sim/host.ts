@@ -16,7 +16,7 @@
 import type { DriverEvent, VMHandle } from '../driver.ts';
 import { DriverError } from '../driver.ts';
 import type { HypervisorType, Limit, ObservedVM, PowerState, WorldValues } from '../../model/memory.ts';
-import type { SimFaults, SimInventory, SimLatency, SimVMState, SimWorld } from './inventory.ts';
+import type { SimFaults, SimInventory, SimLatency, SimVirtioMem, SimVMState, SimWorld } from './inventory.ts';
 import { parseVM, SimInventoryError } from './inventory.ts';
 
 const KIB = 1024n;
@@ -101,9 +101,18 @@ function cloneWorld(w: SimWorld): SimWorld {
   return { ...w };
 }
 
+function cloneVirtioMem(v: SimVirtioMem): SimVirtioMem {
+  return {
+    ...v,
+    ...(v.live ? { live: v.live.map((d) => ({ ...d })) } : {}),
+    ...(v.config ? { config: v.config.map((d) => ({ ...d })) } : {}),
+  };
+}
+
 function cloneVM(vm: SimVMState): SimVMState {
   return {
     ...vm,
+    ...(vm.virtioMem ? { virtioMem: cloneVirtioMem(vm.virtioMem) } : {}),
     ...(vm.live ? { live: cloneWorld(vm.live) } : {}),
     ...(vm.config ? { config: cloneWorld(vm.config) } : {}),
     ...(vm.hotAdd ? { hotAdd: { ...vm.hotAdd } } : {}),
@@ -153,6 +162,8 @@ export class SimHost {
   private readonly vms = new Map<string, SimVMState>(); // by uuid
   private readonly connections = new Set<SimConnection>();
   private readonly balloonTimers = new Map<string, NodeJS.Timeout>();
+  /** virtio-mem guests plugging toward requested: uuid -> timer. */
+  private readonly plugTimers = new Map<string, NodeJS.Timeout>();
   private nextConnection = 1;
   private rng: () => number;
 
@@ -480,6 +491,73 @@ export class SimHost {
     return { live, config };
   }
 
+  /**
+   * virDomainUpdateDeviceFlags for a virtio-mem device's `<requested>` (libvirt
+   * qemuDomainChangeMemoryRequestedSize + virDomainMemoryDefValidate). libvirt 9.0 fails
+   * LIVE|CONFIG together for memory devices (it looks up the device by an alias only live
+   * devices have), so the sim refuses that combination with the same words.
+   */
+  virDomainUpdateDeviceFlags(handle: VMHandle, index: number, requestedKiB: bigint, flags: SimAffectFlags): void {
+    const op = 'virDomainUpdateDeviceFlags';
+    const vm = this.byHandle(handle, op);
+    const refuse = (m: string): never => {
+      throw new SimRefusal(op, vm.name, m);
+    };
+    if (!vm.virtioMem) refuse(LV.operationInvalid('matching memory device was not found'));
+    const vmem = vm.virtioMem as SimVirtioMem;
+    const { live, config } = this.modificationImpact(vm, op, flags);
+    if (live && config) refuse(LV.internal("unable to execute QEMU command 'qom-set': Device '/machine/peripheral/(null)' not found"));
+    const devs = (live ? vmem.live : vmem.config) ?? [];
+    const dev = devs[index];
+    if (!dev) refuse(LV.operationInvalid('matching memory device was not found'));
+    const bytes = requestedKiB * KIB;
+    const d = dev as NonNullable<typeof dev>;
+    if (bytes > d.size) refuse(LV.invalidArg(`requested size must be smaller than or equal to @size (${d.size / KIB}KiB)`));
+    if (bytes % d.block !== 0n) refuse(LV.invalidArg('requested size must be an integer multiple of block size'));
+    d.requested = bytes;
+    if (live) this.plugTo(vm);
+  }
+
+  /** virDomainDefineXML of a running domain's persistent config with resized virtio-mem devices. */
+  redefineVirtioMem(handle: VMHandle, sizes: readonly bigint[], requested: readonly bigint[]): void {
+    const op = 'virDomainDefineXML';
+    const vm = this.byHandle(handle, op);
+    const devs = vm.virtioMem?.config;
+    if (!devs || !vm.persistent) throw new SimRefusal(op, vm.name, LV.operationInvalid('no persistent virtio-mem devices to resize'));
+    if (sizes.length !== devs.length || requested.length !== devs.length) throw new SimRefusal(op, vm.name, LV.invalidArg('device list changed'));
+    devs.forEach((d, i) => {
+      const size = sizes[i]! * KIB;
+      const req = requested[i]! * KIB;
+      if (size % d.block !== 0n || req % d.block !== 0n || req > size) throw new SimRefusal(op, vm.name, LV.invalidArg('requested size must be an integer multiple of block size'));
+      d.size = size;
+      d.requested = req;
+    });
+    if (vm.powerState === 'ShutOff' && vm.virtioMem) delete vm.virtioMem.live;
+  }
+
+  /** The guest plugs (or unplugs) toward the live requested sizes, per its behaviour. */
+  private plugTo(vm: SimVMState): void {
+    const timer = this.plugTimers.get(vm.uuid);
+    if (timer) clearTimeout(timer);
+    this.plugTimers.delete(vm.uuid);
+    const vmem = vm.virtioMem;
+    if (!vmem?.live || vmem.guest !== 'responsive') return;
+    const plug = (): void => {
+      vmem.live?.forEach((d, i) => {
+        if (d.current === d.requested) return;
+        d.current = d.requested;
+        this.emit({ kind: 'memoryDevice', vm: { name: vm.name, uuid: vm.uuid }, alias: `virtiomem${i}`, size: d.current });
+      });
+    };
+    if (vmem.plugDelayMs <= 0) return plug();
+    const t = setTimeout(() => {
+      this.plugTimers.delete(vm.uuid);
+      if (this.vms.get(vm.uuid) === vm && vm.powerState !== 'ShutOff') plug();
+    }, vmem.plugDelayMs);
+    t.unref();
+    this.plugTimers.set(vm.uuid, t);
+  }
+
   /** Moves the balloon toward a new live target, per the VM's guest behaviour. */
   private balloonTo(vm: SimVMState, target: bigint): void {
     const timer = this.balloonTimers.get(vm.uuid);
@@ -696,6 +774,10 @@ export class SimHost {
   }
 
   private stop(vm: SimVMState, detail: 'Stopped' | 'Crashed'): void {
+    const plug = this.plugTimers.get(vm.uuid);
+    if (plug) clearTimeout(plug);
+    this.plugTimers.delete(vm.uuid);
+    if (vm.virtioMem) delete vm.virtioMem.live;
     const timer = this.balloonTimers.get(vm.uuid);
     if (timer) clearTimeout(timer);
     this.balloonTimers.delete(vm.uuid);
@@ -718,6 +800,11 @@ export class SimHost {
       // inflates down to the target.
       vm.actual = config.maxMemory;
       if (config.memory !== config.maxMemory) this.balloonTo(vm, config.memory);
+      // virtio-mem: the config's devices become live; a guest with the driver plugs `requested` at boot.
+      if (vm.virtioMem?.config) {
+        const plugs = vm.virtioMem.guest === 'responsive';
+        vm.virtioMem.live = vm.virtioMem.config.map((d) => ({ ...d, current: plugs ? d.requested : 0n }));
+      }
     }
     this.lifecycle(vm, 'Started');
     this.oomCheck(vm);
@@ -783,5 +870,24 @@ export function observed(vm: SimVMState): ObservedVM {
   if (vm.live) out.live = worldValues(vm.live, vm.type);
   if (vm.config) out.config = worldValues(vm.config, vm.type);
   if (vm.live && vm.actual !== undefined) out.balloon.actual = vm.actual;
+  // virtio-mem, as the libvirt driver reports it: maxMemory = boot + Σ requested, memory = balloon
+  // target + Σ requested, actual = balloon + Σ current (virDomainGetInfo memory).
+  const vmem = vm.virtioMem;
+  const hot = (w: WorldValues | undefined, devs: SimVirtioMem['live'], live: boolean): void => {
+    if (!w || !devs) return;
+    const requested = devs.reduce((a, d) => a + d.requested, 0n);
+    w.hotplug = {
+      model: 'virtio-mem',
+      boot: w.maxMemory,
+      devices: devs.map((d, i) => ({ ...(live ? { alias: `virtiomem${i}`, current: d.current ?? 0n } : {}), node: 0, block: d.block, size: d.size, requested: d.requested })),
+    };
+    w.maxMemory += requested;
+    w.memory += requested;
+  };
+  if (vmem) {
+    hot(out.live, vmem.live, true);
+    hot(out.config, vmem.config, false);
+    if (out.balloon.actual !== undefined && vmem.live) out.balloon.actual += vmem.live.reduce((a, d) => a + (d.current ?? 0n), 0n);
+  }
   return out;
 }

@@ -44,6 +44,27 @@ export interface SimVMState {
   /** What the guest holds; libvirt types while running. */
   actual?: bigint;
   hotAdd?: { enabled: boolean; limit?: bigint; increment?: bigint };
+  /**
+   * QEMU virtio-mem devices (issue #14). With them the worlds' `maxMemory` is the boot memory
+   * (the NUMA cell) and `memory` the balloon target within it, as libvirt's balloon sees them.
+   */
+  virtioMem?: SimVirtioMem;
+}
+
+/** One virtio-mem device of one world, bytes. `current` only live (what the guest plugged). */
+export interface SimMemDevice {
+  size: bigint;
+  block: bigint;
+  requested: bigint;
+  current?: bigint;
+}
+
+export interface SimVirtioMem {
+  /** 'responsive': the guest plugs what is requested after plugDelayMs; 'none': no guest driver, current stays. */
+  guest: 'responsive' | 'none';
+  plugDelayMs: number;
+  live?: SimMemDevice[];
+  config?: SimMemDevice[];
 }
 
 export interface SimLatency {
@@ -86,7 +107,7 @@ const TOP_KEYS = new Set(['type', 'hostMemory', 'latency', 'faults', 'qemuOverhe
 const VM_KEYS = new Set([
   'name', 'uuid', 'type', 'powerState', 'maxMemory', 'memory', 'configMaxMemory', 'configMemory',
   'reservation', 'limit', 'balloon', 'balloonDelay', 'actual', 'memoryHotAddEnabled', 'hotPlugMemoryLimit',
-  'hotPlugMemoryIncrementSize', 'transient', 'numa',
+  'hotPlugMemoryIncrementSize', 'transient', 'numa', 'virtioMem',
 ]);
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -322,10 +343,54 @@ export function parseVM(raw: unknown, source: string, at: string): SimVMState {
     fail('configMaxMemory', 'a shut-off domain has only a config world: give it as maxMemory/memory');
   }
   if (actual !== undefined && (!running || actual > maxMemory)) fail('actual', 'only for a running domain, and <= maxMemory');
+  const virtioMem = raw.virtioMem === undefined ? undefined : virtioMemOf(raw.virtioMem, { source, where, type, numa, running, persistent: !transient, fail });
   return {
     name, uuid, type, powerState, persistent: !transient, numa,
     ...(running ? { live: world(maxMemory, memory), actual: actual ?? memory } : {}),
     ...(config ? { config } : {}),
     balloon, balloonDelayMs,
+    ...(virtioMem ? { virtioMem } : {}),
+  };
+}
+
+/**
+ * `virtioMem: { size, block?, requested?, guest?, plugDelay? }` or a list of them (one guest
+ * behaviour for all: the first entry's). maxMemory/memory of such a VM are the boot memory and the
+ * balloon target within it; the guest sees maxMemory + Σ requested.
+ */
+function virtioMemOf(
+  raw: unknown,
+  ctx: { source: string; where: string; type: HypervisorType; numa: boolean; running: boolean; persistent: boolean; fail: (field: string, reason: string) => never },
+): SimVirtioMem {
+  const { fail } = ctx;
+  if (ctx.type !== 'qemu') fail('virtioMem', 'only QEMU domains have virtio-mem devices');
+  if (!ctx.numa) fail('virtioMem', 'virtio-mem needs a NUMA cell (set numa: true), as libvirt requires');
+  const list = Array.isArray(raw) ? raw : [raw];
+  if (list.length === 0) fail('virtioMem', 'needs at least one device');
+  const devices: SimMemDevice[] = [];
+  let guest: SimVirtioMem['guest'] = 'responsive';
+  let plugDelayMs = 0;
+  list.forEach((d, i) => {
+    const at = `virtioMem[${i}]`;
+    if (!isRecord(d)) return fail(at, 'must be a mapping');
+    for (const k of Object.keys(d)) if (!['size', 'block', 'requested', 'guest', 'plugDelay'].includes(k)) fail(`${at}.${k}`, 'unknown field (known: size, block, requested, guest, plugDelay)');
+    if (d.size === undefined) fail(`${at}.size`, 'required');
+    const size = quantityOf(d.size, ctx.source, ctx.where, `${at}.size`);
+    const block = d.block === undefined ? 2n * MIB : quantityOf(d.block, ctx.source, ctx.where, `${at}.block`);
+    const requested = d.requested === undefined ? 0n : quantityOf(d.requested, ctx.source, ctx.where, `${at}.requested`);
+    if (block <= 0n || size <= 0n || size % block !== 0n) fail(`${at}.size`, 'must be a positive multiple of block');
+    if (requested % block !== 0n || requested > size) fail(`${at}.requested`, 'must be a multiple of block and <= size');
+    if (i === 0) {
+      if (d.guest !== undefined && d.guest !== 'responsive' && d.guest !== 'none') fail(`${at}.guest`, 'is responsive or none');
+      guest = (d.guest as SimVirtioMem['guest'] | undefined) ?? 'responsive';
+      plugDelayMs = d.plugDelay === undefined ? 0 : durationMs(d.plugDelay, ctx.source, `${ctx.where}.${at}.plugDelay`, 'plugDelay');
+    }
+    devices.push({ size, block, requested });
+  });
+  return {
+    guest,
+    plugDelayMs,
+    ...(ctx.running ? { live: devices.map((d) => ({ ...d, current: guest === 'responsive' ? d.requested : 0n })) } : {}),
+    ...(ctx.persistent ? { config: devices.map((d) => ({ ...d })) } : {}),
   };
 }
