@@ -15,7 +15,7 @@ import { HypervisorPool } from '../controller/pool.ts';
 import { desiredFromSpec, vmRefFromSpec } from '../model/desired.ts';
 import type { Plan } from '../model/memory.ts';
 import { profileFor } from '../model/profiles.ts';
-import { formatValue, plan as planMemory } from '../planner/plan.ts';
+import { formatValue, hotplugDetail, plan as planMemory } from '../planner/plan.ts';
 import { expandPaths } from '../manifests/load.ts';
 import { manifestProblemLines } from '../manifests/validate.ts';
 import { ManifestStore } from '../standalone/store.ts';
@@ -27,7 +27,7 @@ interface PlanReport {
   hypervisor?: string;
   hypervisorType?: string;
   powerState?: string;
-  steps?: { field: string; world: string; from: string; to: string }[];
+  steps?: { field: string; world: string; from: string; to: string; via?: string }[];
   verdicts?: { field: string; verdict: string; reason: string; desired: string; observed: string; message: string }[];
   roundings?: { field: string; requested: string; effective: string }[];
   error?: string;
@@ -124,7 +124,10 @@ export async function planCommand(args: string[], io: CommandIO): Promise<number
 
 function describePlan(p: Plan): Pick<PlanReport, 'steps' | 'verdicts' | 'roundings'> {
   return {
-    steps: p.steps.map((s) => ({ field: s.field, world: s.world, from: formatValue(s.from), to: formatValue(s.to) })),
+    steps: p.steps.map((s) => {
+      const via = hotplugDetail(s);
+      return { field: s.field, world: s.world, from: formatValue(s.from), to: formatValue(s.to), ...(via ? { via } : {}) };
+    }),
     verdicts: p.verdicts.map((v) => ({
       field: v.field,
       verdict: v.kind,
@@ -148,7 +151,7 @@ function renderTable(reports: readonly PlanReport[]): string {
     if (!r.steps?.length) lines.push('  steps: none');
     else {
       lines.push('  steps:');
-      r.steps.forEach((s, i) => lines.push(`    ${i + 1}. ${s.field.padEnd(11)} ${s.world.padEnd(6)} ${s.from} → ${s.to}`));
+      r.steps.forEach((s, i) => lines.push(`    ${i + 1}. ${s.field.padEnd(11)} ${s.world.padEnd(6)} ${s.from} → ${s.to}${s.via ? ` (${s.via})` : ''}`));
     }
     lines.push('  verdicts:');
     for (const v of r.verdicts ?? []) lines.push(`    ${v.field.padEnd(11)} ${v.verdict.padEnd(16)} ${v.verdict === 'Applied' ? `${v.desired}` : v.message}`);

@@ -15,7 +15,7 @@ import { DriverError } from '../drivers/driver.ts';
 import { desiredFromSpec, describeVMRef, vmRefFromSpec } from '../model/desired.ts';
 import type { ObservedVM, Plan, Step, Verdict } from '../model/memory.ts';
 import { profileFor } from '../model/profiles.ts';
-import { formatValue, plan as planMemory } from '../planner/plan.ts';
+import { formatValue, hotplugDetail, plan as planMemory } from '../planner/plan.ts';
 import { findCondition, mergeConditions, nowRFC3339 } from './conditions.ts';
 import type { HypervisorPool } from './pool.ts';
 import { ConnectionSetupError } from './pool.ts';
@@ -467,7 +467,8 @@ function isOlder(a: StoredObject, b: StoredObject): boolean {
 }
 
 export function describeStep(step: Step): string {
-  return `${step.field} ${step.world} ${formatValue(step.from)} → ${formatValue(step.to)}`;
+  const via = hotplugDetail(step);
+  return `${step.field} ${step.world} ${formatValue(step.from)} → ${formatValue(step.to)}${via ? ` (${via})` : ''}`;
 }
 
 function connectionFailure(hypervisor: string, err: unknown): VMMFailure {

@@ -115,3 +115,18 @@ export function roundedHotplugMaximum(h: HotplugState, maximum: bigint, world: W
   if (maximum <= hotplugCeiling(h) || world === 'config') return h.boot + layoutFor(h, maximum).requested.reduce((a, v) => a + v, 0n);
   return maximum;
 }
+
+/**
+ * How a virtio-mem step is carried out, for logs, events and `vmmem plan`:
+ * "virtio-mem requested 128Mi", "virtio-mem size 768Mi, requested 768Mi (config)",
+ * "balloon 192Mi + virtio-mem 128Mi". undefined for ordinary steps.
+ */
+export function hotplugDetail(step: Step): string | undefined {
+  const list = (v: readonly bigint[]) => v.map((x) => formatValue(x)).join(' + ');
+  if (step.sizes && step.requested) return `virtio-mem size ${list(step.sizes)}, requested ${list(step.requested)}`;
+  if (step.requested) return `virtio-mem requested ${list(step.requested)}`;
+  if (step.balloonOffset !== undefined && typeof step.to === 'bigint') {
+    return `balloon ${formatValue(step.to - step.balloonOffset)} + virtio-mem ${formatValue(step.balloonOffset)}`;
+  }
+  return undefined;
+}

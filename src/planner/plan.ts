@@ -35,6 +35,7 @@ import { hotplugOf, roundedHotplugMaximum } from './hotplug.ts';
 
 export { checkInvariants, formatValue } from './values.ts';
 export { VERDICT_SEVERITY } from './verdicts.ts';
+export { hotplugDetail } from './hotplug.ts';
 
 export interface PlanOptions {
   /** QEMU hard_limit safety margin over maxMemory; default: the profile's (512Mi). */

@@ -5,6 +5,7 @@
  * Ready after the guest plugged, HotplugUnresponsive when it never does.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,4 +105,18 @@ test('vmmem run --once on a sim guest that never plugs: Stalled/HotplugUnrespons
   const r = await cli('none');
   assert.equal(r.code, 3, show(r));
   assert.equal(cond(vmmOf(r), 'Stalled')?.reason, 'HotplugUnresponsive', show(r));
+});
+
+test('vmmem plan shows the virtio-mem steps (requested per device, the balloon part)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmmem-sim-vmem-plan-'));
+  dirs.push(dir);
+  writeFileSync(join(dir, 'inventory.yaml'), 'vms:\n  - name: vm1\n    type: qemu\n    numa: true\n    maxMemory: 256Mi\n    virtioMem: { size: 512Mi }\n');
+  const mdir = join(dir, 'm');
+  mkdirSync(mdir);
+  writeManifests(mdir, { uri: `sim://${join(dir, 'inventory.yaml')}` }, { vm: { name: 'vm1' }, maxMemory: '384Mi', memory: '300Mi' });
+  const out = execFileSync(join(import.meta.dirname, '..', '..', 'bin', 'vmmem'), ['plan', '-f', mdir], { encoding: 'utf8' });
+  assert.match(out, /1\. maxMemory {3}live {3}256Mi → 384Mi \(virtio-mem requested 128Mi\)/);
+  assert.match(out, /2\. maxMemory {3}config 256Mi → 384Mi \(virtio-mem requested 128Mi\)/);
+  assert.match(out, /3\. memory {6}live {3}256Mi → 300Mi \(balloon 172Mi \+ virtio-mem 128Mi\)/);
+  assert.match(out, /maxMemory {3}Applied {10}384Mi/);
 });
