@@ -5,6 +5,8 @@
  * composition root decides what is served on /metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { parseQuantity } from '../api/quantity.ts';
+import type { StoredObject } from './ports.ts';
 import type { InFlightProbe, QueueMetrics } from './queue.ts';
 
 /** controller-runtime's reconcile_time_seconds buckets. */
@@ -24,6 +26,15 @@ export type ReconcileResult = 'success' | 'error' | 'requeue' | 'requeue_after';
 
 /** VM states for `vmmem_vms_managed`; every one is exported (0 when no VM is in it). */
 export const VM_STATES = ['Ready', 'Reconciling', 'RestartRequired', 'Stalled', 'Unknown'] as const;
+
+/** What the inventory gauges are computed from at scrape time: the store's current objects. */
+export interface Inventory {
+  vmms(): readonly StoredObject[];
+  hypervisors(): readonly StoredObject[];
+}
+
+/** status.observed fields summed into `vmmem_memory_managed_bytes{field}`. */
+const MEMORY_FIELDS = ['maxMemory', 'memory', 'actualMemory'] as const;
 
 export interface MetricsOptions {
   /** Registry to register on; default a fresh one. */
@@ -52,9 +63,13 @@ export class Metrics {
 
   readonly driverCallSeconds: Histogram<'driver' | 'op' | 'result'>;
   readonly vmsManaged: Gauge<'state'>;
+  readonly vmConditions: Gauge<'type' | 'reason'>;
+  readonly hypervisorConnected: Gauge<'hypervisor_namespace' | 'hypervisor'>;
+  readonly memoryManagedBytes: Gauge<'hypervisor_namespace' | 'hypervisor' | 'field'>;
   readonly leaderElectionMasterStatus: Gauge<'name'>;
 
   readonly #probes = new Map<string, InFlightProbe>();
+  #inventory: Inventory | undefined;
 
   constructor(opts: MetricsOptions = {}) {
     const registry = opts.registry ?? new Registry();
@@ -160,11 +175,87 @@ export class Metrics {
       buckets: DRIVER_CALL_BUCKETS,
       registers,
     });
+    // The inventory gauges are computed from the store when scraped (not on a timer), so they are
+    // current as soon as a status write reaches the store's cache: a VMM turning Stalled shows on
+    // the next scrape. Without an inventory (before the operator leads) they keep what was set.
+    const inventory = () => this.#inventory;
     this.vmsManaged = new Gauge({
       name: 'vmmem_vms_managed',
-      help: 'Number of VirtualMachineMemory objects managed, by state',
+      help: 'Number of VirtualMachineMemory objects managed, by state (Ready, Reconciling, RestartRequired, Stalled, Unknown)',
       labelNames: ['state'],
       registers,
+      collect() {
+        const inv = inventory();
+        if (inv === undefined) return;
+        const counts: Record<string, number> = Object.fromEntries(VM_STATES.map((st) => [st, 0]));
+        for (const vmm of inv.vmms()) counts[vmState(vmm)] = (counts[vmState(vmm)] ?? 0) + 1;
+        this.reset();
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+    this.vmConditions = new Gauge({
+      name: 'vmmem_vm_conditions',
+      help: 'Number of VirtualMachineMemory objects with condition `type` True, by its reason (e.g. Stalled/BalloonUnresponsive)',
+      labelNames: ['type', 'reason'],
+      registers,
+      collect() {
+        const inv = inventory();
+        if (inv === undefined) return;
+        this.reset();
+        const counts = new Map<string, { type: string; reason: string; n: number }>();
+        for (const vmm of inv.vmms()) {
+          for (const c of conditionsOf(vmm)) {
+            if (c.status !== 'True') continue;
+            const id = `${c.type}\u0000${c.reason}`;
+            const entry = counts.get(id) ?? { type: c.type, reason: c.reason, n: 0 };
+            entry.n++;
+            counts.set(id, entry);
+          }
+        }
+        for (const { type, reason, n } of counts.values()) this.set({ type, reason }, n);
+      },
+    });
+    this.hypervisorConnected = new Gauge({
+      name: 'vmmem_hypervisor_connected',
+      help: 'Whether vmmem is connected to the Hypervisor (its Connected condition): 1 connected, 0 not (yet)',
+      labelNames: ['hypervisor_namespace', 'hypervisor'],
+      registers,
+      collect() {
+        const inv = inventory();
+        if (inv === undefined) return;
+        this.reset();
+        for (const hv of inv.hypervisors()) {
+          const connected = conditionsOf(hv).find((c) => c.type === 'Connected')?.status === 'True';
+          this.set({ hypervisor_namespace: hv.metadata.namespace ?? '', hypervisor: hv.metadata.name }, connected ? 1 : 0);
+        }
+      },
+    });
+    this.memoryManagedBytes = new Gauge({
+      name: 'vmmem_memory_managed_bytes',
+      help: 'Sum over the VMs vmmem manages on each Hypervisor of the observed maxMemory, memory (balloon target) and actualMemory, in bytes',
+      labelNames: ['hypervisor_namespace', 'hypervisor', 'field'],
+      registers,
+      collect() {
+        const inv = inventory();
+        if (inv === undefined) return;
+        this.reset();
+        const sums = new Map<string, { namespace: string; hypervisor: string; field: string; bytes: bigint }>();
+        for (const vmm of inv.vmms()) {
+          const hypervisor = (vmm.spec as { hypervisorRef?: { name?: unknown } } | undefined)?.hypervisorRef?.name;
+          const observed = vmm.status?.observed as Record<string, unknown> | undefined;
+          if (typeof hypervisor !== 'string' || observed === undefined) continue;
+          const namespace = vmm.metadata.namespace ?? '';
+          for (const field of MEMORY_FIELDS) {
+            const bytes = bytesOf(observed[field]);
+            if (bytes === undefined) continue;
+            const id = `${namespace}/${hypervisor}/${field}`;
+            const entry = sums.get(id) ?? { namespace, hypervisor, field, bytes: 0n };
+            entry.bytes += bytes;
+            sums.set(id, entry);
+          }
+        }
+        for (const { namespace, hypervisor, field, bytes } of sums.values()) this.set({ hypervisor_namespace: namespace, hypervisor, field }, Number(bytes));
+      },
     });
     this.leaderElectionMasterStatus = new Gauge({
       name: 'leader_election_master_status',
@@ -225,6 +316,18 @@ export class Metrics {
     }
   }
 
+  /**
+   * Computes `vmmem_vms_managed`, `vmmem_vm_conditions`, `vmmem_hypervisor_connected` and
+   * `vmmem_memory_managed_bytes` from `inventory` on every scrape (the leader registers its store).
+   * `undefined` stops it (a replica that lost the lease exports none of them).
+   */
+  setInventory(inventory: Inventory | undefined): void {
+    this.#inventory = inventory;
+    if (inventory === undefined) {
+      for (const g of [this.vmsManaged, this.vmConditions, this.hypervisorConnected, this.memoryManagedBytes]) g.reset();
+    }
+  }
+
   /** Sets `vmmem_vms_managed` from counts per state; known states missing from `counts` become 0. */
   setVMsManaged(counts: Readonly<Record<string, number>>): void {
     for (const state of VM_STATES) this.vmsManaged.set({ state }, counts[state] ?? 0);
@@ -243,6 +346,37 @@ export class Metrics {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+}
+
+interface ConditionLike {
+  type: string;
+  status: string;
+  reason: string;
+}
+
+function conditionsOf(obj: StoredObject): ConditionLike[] {
+  const list = obj.status?.conditions;
+  if (!Array.isArray(list)) return [];
+  return list.filter(
+    (c): c is ConditionLike => typeof c === 'object' && c !== null && typeof (c as ConditionLike).type === 'string' && typeof (c as ConditionLike).status === 'string',
+  ).map((c) => ({ type: c.type, status: c.status, reason: typeof c.reason === 'string' ? c.reason : '' }));
+}
+
+/** A VMM's state for `vmmem_vms_managed`, in the order the conditions take precedence. */
+export function vmState(vmm: StoredObject): (typeof VM_STATES)[number] {
+  const conditions = conditionsOf(vmm);
+  const is = (type: string) => conditions.some((c) => c.type === type && c.status === 'True');
+  return is('Ready') ? 'Ready' : is('Stalled') ? 'Stalled' : is('RestartRequired') ? 'RestartRequired' : is('Reconciling') ? 'Reconciling' : 'Unknown';
+}
+
+/** status.observed holds canonical quantity strings; anything else is skipped, never guessed. */
+function bytesOf(value: unknown): bigint | undefined {
+  if (typeof value !== 'string') return undefined;
+  try {
+    return parseQuantity(value, 'status.observed');
+  } catch {
+    return undefined;
   }
 }
 

@@ -33,7 +33,6 @@ export class Operator {
   readonly hypervisors: Controller;
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
-  private statsTimer: NodeJS.Timeout | undefined;
   private workersStarted = false;
 
   constructor(opts: OperatorOptions) {
@@ -118,18 +117,13 @@ export class Operator {
     // is served first (controller-runtime's priority queue does the same with initial lists).
     for (const hv of this.store.list('Hypervisor')) this.hypervisors.enqueue(keyString(hv.metadata), 'low');
     for (const vmm of this.store.list('VirtualMachineMemory')) this.vmms.enqueue(keyString(vmm.metadata), 'low');
-    if (this.metrics) {
-      const metrics = this.metrics;
-      const publish = () => metrics.setVMsManaged(countStates(this.store.list('VirtualMachineMemory')));
-      publish();
-      this.statsTimer = setInterval(publish, 10_000);
-      this.statsTimer.unref();
-    }
+    // The inventory gauges (vmmem_vms_managed, ...) are computed from the store on each scrape.
+    this.metrics?.setInventory({ vmms: () => this.store.list('VirtualMachineMemory'), hypervisors: () => this.store.list('Hypervisor') });
   }
 
   /** Stops taking work, finishes in-flight reconciles, closes connections. */
   async stop(): Promise<void> {
-    if (this.statsTimer) clearInterval(this.statsTimer);
+    this.metrics?.setInventory(undefined);
     await Promise.all([this.vmms.stop({ drain: true, timeoutMs: 30_000 }), this.hypervisors.stop({ drain: true, timeoutMs: 30_000 })]);
     await this.pool.closeAll();
     await this.store.stop();
@@ -191,12 +185,3 @@ function isSettledAt(vmm: StoredObject, actual: bigint): boolean {
   return conditionOf(vmm, 'Ready')?.status === 'True' && status?.observedGeneration === vmm.metadata.generation && status?.observed?.actualMemory === formatQuantity(actual);
 }
 
-function countStates(vmms: readonly StoredObject[]): Record<string, number> {
-  const counts: Record<string, number> = { Ready: 0, Reconciling: 0, RestartRequired: 0, Stalled: 0, Unknown: 0 };
-  for (const vmm of vmms) {
-    const is = (type: string) => conditionOf(vmm, type)?.status === 'True';
-    const state = is('Ready') ? 'Ready' : is('Stalled') ? 'Stalled' : is('RestartRequired') ? 'RestartRequired' : is('Reconciling') ? 'Reconciling' : 'Unknown';
-    counts[state] = (counts[state] ?? 0) + 1;
-  }
-  return counts;
-}

@@ -166,3 +166,54 @@ describe('metrics over HTTP', () => {
     assert.doesNotMatch(await b.text(), /name="x"/);
   });
 });
+
+void describe('inventory gauges', () => {
+  const vmm = (name: string, hv: string, conditions: { type: string; status: string; reason: string }[], observed?: Record<string, string>) => ({
+    apiVersion: 'vmmem.io/v1alpha1',
+    kind: 'VirtualMachineMemory',
+    metadata: { name, namespace: 'vms' },
+    spec: { hypervisorRef: { name: hv }, vm: { name }, maxMemory: '4Gi' },
+    status: { conditions, ...(observed ? { observed } : {}) },
+  });
+  const hv = (name: string, connected: boolean) => ({
+    apiVersion: 'vmmem.io/v1alpha1',
+    kind: 'Hypervisor',
+    metadata: { name, namespace: 'vms' },
+    spec: { uri: 'sim:///x' },
+    status: { conditions: [{ type: 'Connected', status: connected ? 'True' : 'False', reason: connected ? 'Connected' : 'HypervisorUnreachable' }] },
+  });
+
+  test('are computed from the store at scrape time: a status change shows on the next scrape, no timer', async () => {
+    const m = new Metrics({ processMetrics: false });
+    const vmms = [
+      vmm('a', 'kvm', [{ type: 'Ready', status: 'True', reason: 'Converged' }], { maxMemory: '4Gi', memory: '3Gi', actualMemory: '3Gi' }),
+      vmm('b', 'kvm', [{ type: 'Ready', status: 'True', reason: 'Converged' }], { maxMemory: '8Gi', memory: '8Gi' }),
+    ];
+    const hvs = [hv('kvm', true), hv('esx', false)];
+    m.setInventory({ vmms: () => vmms, hypervisors: () => hvs });
+    let { samples } = parseExposition(await m.text());
+    assert.equal(find(samples, 'vmmem_vms_managed', { state: 'Ready' })?.value, 2);
+    assert.equal(find(samples, 'vmmem_vms_managed', { state: 'Stalled' })?.value, 0);
+    assert.equal(find(samples, 'vmmem_hypervisor_connected', { hypervisor_namespace: 'vms', hypervisor: 'kvm' })?.value, 1);
+    assert.equal(find(samples, 'vmmem_hypervisor_connected', { hypervisor_namespace: 'vms', hypervisor: 'esx' })?.value, 0);
+    assert.equal(find(samples, 'vmmem_memory_managed_bytes', { hypervisor_namespace: 'vms', hypervisor: 'kvm', field: 'maxMemory' })?.value, 12 * 2 ** 30);
+    assert.equal(find(samples, 'vmmem_memory_managed_bytes', { hypervisor_namespace: 'vms', hypervisor: 'kvm', field: 'actualMemory' })?.value, 3 * 2 ** 30);
+
+    // The store's object changes (a status write landed in the cache): the very next scrape says so.
+    vmms[1] = vmm('b', 'kvm', [
+      { type: 'Ready', status: 'False', reason: 'BalloonUnresponsive' },
+      { type: 'Stalled', status: 'True', reason: 'BalloonUnresponsive' },
+    ]);
+    ({ samples } = parseExposition(await m.text()));
+    assert.equal(find(samples, 'vmmem_vms_managed', { state: 'Ready' })?.value, 1);
+    assert.equal(find(samples, 'vmmem_vms_managed', { state: 'Stalled' })?.value, 1);
+    assert.equal(find(samples, 'vmmem_vm_conditions', { type: 'Stalled', reason: 'BalloonUnresponsive' })?.value, 1);
+    assert.equal(find(samples, 'vmmem_memory_managed_bytes', { hypervisor_namespace: 'vms', hypervisor: 'kvm', field: 'maxMemory' })?.value, 4 * 2 ** 30);
+
+    // A replica that stops leading exports none of them.
+    m.setInventory(undefined);
+    ({ samples } = parseExposition(await m.text()));
+    assert.equal(find(samples, 'vmmem_vms_managed', { state: 'Ready' }), undefined);
+    assert.equal(find(samples, 'vmmem_hypervisor_connected', { hypervisor_namespace: 'vms', hypervisor: 'kvm' }), undefined);
+  });
+});
