@@ -181,7 +181,7 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime, stime (fields 14, 15)
 }
 
-function statusKiB(pid: number, key: 'VmHWM' | 'VmRSS'): number {
+function statusKiB(pid: number, key: 'VmHWM' | 'VmRSS' | 'RssAnon' | 'RssFile'): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0);
 }
@@ -338,7 +338,8 @@ async function parent(): Promise<void> {
     const memLine = async (what: string) => {
       const m = await handle.ask<NodeJS.MemoryUsage>({ op: 'memory' });
       const mib = (b: number) => fmt(b / 2 ** 20, 0);
-      console.log(`  operator memory ${what}: RSS ${mib(m.rss)} MiB (peak so far ${fmt(statusKiB(pid, 'VmHWM') / 1024, 0)}), heap used ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB`);
+      const kib = (k: 'VmHWM' | 'RssAnon' | 'RssFile') => fmt(statusKiB(pid, k) / 1024, 0);
+      console.log(`  operator memory ${what}: RSS ${mib(m.rss)} MiB (anonymous ${kib('RssAnon')}, file-backed ${kib('RssFile')}; peak so far ${kib('VmHWM')}), V8 heap used ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB`);
     };
     const snapshot = async (what: string) => {
       if (!snapshots) return;

@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { KubeApiError, apiErrorInfo, isConflict, isNotFound } from './errors.ts';
-import { requestOptions, sleep, type Logger } from './http.ts';
+import { requestOptions, shareConnections, sleep, type Logger } from './http.ts';
 
 export interface LeaderElectorOptions {
   /** Namespace of the Lease (the operator's own namespace). */
@@ -90,7 +90,7 @@ export class LeaderElector {
     if (!(this.leaseDurationMs > this.renewDeadlineMs)) throw new Error('LeaderElector: leaseDuration must be greater than renewDeadline');
     if (!(this.renewDeadlineMs > JITTER * this.retryPeriodMs)) throw new Error(`LeaderElector: renewDeadline must be greater than ${JITTER} × retryPeriod`);
     if (!this.identity) throw new Error('LeaderElector: identity must not be empty');
-    this.api = kubeConfig.makeApiClient(k8s.CoordinationV1Api);
+    this.api = shareConnections(kubeConfig).makeApiClient(k8s.CoordinationV1Api);
   }
 
   get isLeader(): boolean {

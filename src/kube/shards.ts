@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { apiErrorInfo, isConflict, isNotFound } from './errors.ts';
-import { requestOptions, sleep, type Logger } from './http.ts';
+import { requestOptions, shareConnections, sleep, type Logger } from './http.ts';
 import { LeaderElector, type StopReason } from './leader.ts';
 
 export const SHARD_LABEL = 'vmmem.io/shard';
@@ -137,7 +137,7 @@ export class ShardCoordinator {
     this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
     this.retryPeriodMs = options.retryPeriodMs ?? 2_000;
     this.onShardsChanged = options.onShardsChanged;
-    this.api = kubeConfig.makeApiClient(k8s.CoordinationV1Api);
+    this.api = shareConnections(kubeConfig).makeApiClient(k8s.CoordinationV1Api);
   }
 
   /** Shards whose Lease we hold and whose work runs. */

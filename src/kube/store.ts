@@ -10,7 +10,7 @@
 import { hostname } from 'node:os';
 import type * as k8s from '@kubernetes/client-node';
 import type { ChangeHandlers, EventType, ObjectKey, ObjectStore, ResourceKind, StoredObject } from '../controller/ports.ts';
-import { DEFAULT_REQUEST_TIMEOUT_MS, type Logger } from './http.ts';
+import { DEFAULT_REQUEST_TIMEOUT_MS, shareConnections, type Logger } from './http.ts';
 import type { InformerOptions, InformerStats } from './informer.ts';
 import { KubeCache } from './cache.ts';
 import { EventRecorder } from './events.ts';
@@ -50,6 +50,7 @@ export class KubeStore implements ObjectStore {
   private stopped = false;
 
   constructor(kubeConfig: k8s.KubeConfig, logger: Logger, options: KubeStoreOptions = {}) {
+    shareConnections(kubeConfig);
     this.logger = logger;
     this.namespace = options.namespace || undefined;
     const fieldManager = options.fieldManager ?? 'vmmem';

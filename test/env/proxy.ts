@@ -16,6 +16,8 @@ export type ProxyMode = 'open' | 'refuse' | 'blackhole';
 export interface FaultProxy {
   /** The loopback port to connect to instead of the target. */
   readonly port: number;
+  /** TCP connections accepted so far (a client that reuses connections opens few). */
+  readonly accepted: number;
   setMode(mode: ProxyMode): void;
   close(): Promise<void>;
 }
@@ -24,7 +26,9 @@ export async function startFaultProxy(target: { port: number; host?: string }): 
   const host = target.host ?? '127.0.0.1';
   const pairs = new Set<{ a: Socket; b: Socket }>();
   let mode: ProxyMode = 'open';
+  let accepted = 0;
   const server: Server = createServer((a) => {
+    accepted++;
     if (mode === 'refuse') return void a.resetAndDestroy();
     const b = connect(target.port, host);
     const pair = { a, b };
@@ -43,6 +47,9 @@ export async function startFaultProxy(target: { port: number; host?: string }): 
   const port = (server.address() as { port: number }).port;
   return {
     port,
+    get accepted() {
+      return accepted;
+    },
     setMode(m: ProxyMode) {
       mode = m;
       if (m !== 'refuse') return;

@@ -221,6 +221,22 @@ describe('KubeStore against a real kube-apiserver', { timeout: 120_000 }, () => 
     await remove('VirtualMachineMemory', 'strip-01');
   });
 
+  it('requests share connections instead of opening one per request', async () => {
+    // client-node 2.x makes a new undici Agent per request; shareConnections (src/kube/http.ts)
+    // makes KubeStore reuse one. 40 sequential status writes and Secret reads on one connection
+    // pool: a handful of TCP connections (the watches hold theirs), not 40 more.
+    await create(vmm('conn-01'));
+    await waitFor('add conn-01', () => store.get('VirtualMachineMemory', { namespace: NS, name: 'conn-01' }) !== undefined);
+    const before = proxy.accepted;
+    for (let i = 0; i < 20; i++) {
+      await store.updateStatus('VirtualMachineMemory', { namespace: NS, name: 'conn-01' }, () => ({ observedGeneration: i + 1 }));
+      await store.getSecret({ namespace: NS, name: 'no-such-secret' });
+    }
+    const opened = proxy.accepted - before;
+    assert.ok(opened <= 3, `40 requests opened ${opened} connections`);
+    await remove('VirtualMachineMemory', 'conn-01');
+  });
+
   it('informer sees add, update and delete', async () => {
     await create(vmm('web-01'));
     await waitFor('add web-01', () => rec.has('VirtualMachineMemory', 'web-01', 'add'));
