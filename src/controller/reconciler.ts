@@ -80,7 +80,7 @@ interface VMMMemo {
   lastActual?: bigint;
 }
 
-type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };
+type Parsed<T> = { ok: true; value: T } | { ok: false; message: string; reason: 'InvalidURI' | 'InvalidSpec' };
 
 export class Reconciler {
   private readonly opts: ReconcilerOptions;
@@ -157,7 +157,8 @@ export class Reconciler {
     }
     const hvSpec = parseSpec(HypervisorSpecSchema, hvObj.spec);
     if (!hvSpec.ok) {
-      await this.fail(obj, memo, { reason: 'HypervisorInvalid', message: `Hypervisor "${hvKey.name}" is invalid: ${hvSpec.message}`, stalled: true });
+      const reason = hvSpec.reason === 'InvalidURI' ? 'InvalidURI' : 'HypervisorInvalid';
+      await this.fail(obj, memo, { reason, message: `Hypervisor "${hvKey.name}" is invalid: ${hvSpec.message}`, stalled: true });
       return {};
     }
     const syncMs = durationOr(hvSpec.value.syncInterval, 'spec.syncInterval', DEFAULT_SYNC_INTERVAL_MS);
@@ -396,7 +397,7 @@ export class Reconciler {
       if (previous?.reason !== reason || previous.status !== 'False') await this.event(obj, 'Warning', reason, message, 'Connect');
     };
     if (!spec.ok) {
-      await failed('InvalidSpec', spec.message, true);
+      await failed(spec.reason, spec.message, true);
       return {};
     }
     const syncMs = durationOr(spec.value.syncInterval, 'spec.syncInterval', DEFAULT_SYNC_INTERVAL_MS);
@@ -452,7 +453,10 @@ function parseSpec<T>(schema: { safeParse(v: unknown): { success: true; data: T 
   const r = schema.safeParse(spec);
   if (r.success) return { ok: true, value: r.data };
   const message = r.error.issues.map((i) => `spec${i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}: ${i.message}`).join('; ');
-  return { ok: false, message };
+  // docs/conditions.md promises InvalidURI for a URI the allowlist refuses, so the user knows which
+  // field to fix without reading the message; anything else in the spec is InvalidSpec.
+  const reason = r.error.issues.length > 0 && r.error.issues.every((i) => i.path[0] === 'uri') ? 'InvalidURI' : 'InvalidSpec';
+  return { ok: false, message, reason };
 }
 
 function durationOr(text: string | undefined, field: string, fallback: number): number {
