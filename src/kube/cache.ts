@@ -65,6 +65,8 @@ function deepFreeze<T>(v: T): T {
 export interface KubeCacheOptions {
   /** Watch only this namespace; default all namespaces. */
   namespace?: string | undefined;
+  /** Server-side label selector for both kinds (sharding: only this replica's shards); default everything. */
+  labelSelector?: string | undefined;
   /** Timeout of each list request. */
   requestTimeoutMs: number;
   informer?: InformerOptions | undefined;
@@ -76,6 +78,7 @@ export class KubeCache {
   private readonly kubeConfig: k8s.KubeConfig;
   private readonly logger: Logger;
   private readonly namespace: string | undefined;
+  private readonly labelSelector: string | undefined;
   private readonly timeoutMs: number;
   private readonly informerOptions: InformerOptions | undefined;
   private readonly custom: k8s.CustomObjectsApi;
@@ -87,6 +90,7 @@ export class KubeCache {
     this.kubeConfig = kubeConfig;
     this.logger = logger;
     this.namespace = options.namespace || undefined;
+    this.labelSelector = options.labelSelector || undefined;
     this.timeoutMs = options.requestTimeoutMs;
     this.informerOptions = options.informer;
     this.custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
@@ -141,19 +145,20 @@ export class KubeCache {
       name: kind,
       kubeConfig: this.kubeConfig,
       watchPath,
+      labelSelector: this.labelSelector,
       logger: this.logger,
       options: this.informerOptions,
       transform: (raw) => toStored(kind, raw as RawObject),
       list: async (token) => {
         const opts = requestOptions(this.timeoutMs);
-        const base = { group: GROUP, version: VERSION, plural, limit: 500, _continue: token };
+        const base = { group: GROUP, version: VERSION, plural, limit: 500, _continue: token, ...(this.labelSelector ? { labelSelector: this.labelSelector } : {}) };
         let body: { items?: RawObject[]; metadata?: { resourceVersion?: string; continue?: string } };
         try {
           body = (ns
             ? await this.custom.listNamespacedCustomObject({ ...base, namespace: ns }, opts)
             : await this.custom.listClusterCustomObject(base, opts)) as typeof body;
         } catch (e) {
-          throw new KubeApiError('list', `${plural}${ns ? ` in ${ns}` : ''}`, e);
+          throw new KubeApiError('list', `${plural}${ns ? ` in ${ns}` : ''}${this.labelSelector ? ` with labels ${this.labelSelector}` : ''}`, e);
         }
         return { items: body.items ?? [], resourceVersion: body.metadata?.resourceVersion ?? '', continue: body.metadata?.continue };
       },

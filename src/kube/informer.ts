@@ -85,6 +85,7 @@ export class ResilientInformer<T extends InformerObject> {
   readonly name: string;
   private readonly kubeConfig: k8s.KubeConfig;
   private readonly watchPath: string;
+  private readonly labelSelector: string | undefined;
   private readonly listFn: (continueToken: string | undefined) => Promise<{ items: unknown[]; resourceVersion: string; continue?: string }>;
   private readonly logger: Logger;
   private readonly listener: InformerListener<T>;
@@ -110,6 +111,12 @@ export class ResilientInformer<T extends InformerObject> {
     kubeConfig: k8s.KubeConfig;
     /** e.g. /apis/vmmem.io/v1alpha1/namespaces/ns/hypervisors */
     watchPath: string;
+    /**
+     * A server-side label selector (e.g. `vmmem.io/shard in (0,3)`) sent with every watch; the
+     * `list` function must send the same one, so the cache holds only matching objects. An object
+     * whose labels stop matching arrives as DELETED (the API server's watch semantics).
+     */
+    labelSelector?: string | undefined;
     list: (continueToken: string | undefined) => Promise<{ items: unknown[]; resourceVersion: string; continue?: string }>;
     logger: Logger;
     listener: InformerListener<T>;
@@ -124,6 +131,7 @@ export class ResilientInformer<T extends InformerObject> {
     this.name = args.name;
     this.kubeConfig = args.kubeConfig;
     this.watchPath = args.watchPath;
+    this.labelSelector = args.labelSelector || undefined;
     this.listFn = args.list;
     this.logger = args.logger;
     this.listener = args.listener;
@@ -327,7 +335,7 @@ export class ResilientInformer<T extends InformerObject> {
       // down every 30 s. It is a plain field in client-node 2.0 (dist/watch.js).
       (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = this.idleTimeoutMs;
       const timeoutSeconds = this.watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300);
-      const query = { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds };
+      const query = { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds, ...(this.labelSelector ? { labelSelector: this.labelSelector } : {}) };
       watch
         .watch(
           this.watchPath,

@@ -23,6 +23,11 @@ export { EVENT_NOTE_MAX_BYTES, REPORTING_CONTROLLER, truncateUtf8 } from './even
 export interface KubeStoreOptions {
   /** Watch only this namespace; default all namespaces. */
   namespace?: string;
+  /**
+   * Server-side label selector for both kinds: the store lists, watches and holds only matching
+   * objects (a sharded replica: `vmmem.io/shard in (...)`, docs/operations.md "Sharding").
+   */
+  labelSelector?: string;
   /** fieldManager for every write; default 'vmmem'. */
   fieldManager?: string;
   /** Event reportingInstance; default $POD_NAME, else the host name. */
@@ -42,6 +47,7 @@ export interface KubeStoreOptions {
 export class KubeStore implements ObjectStore {
   private readonly logger: Logger;
   private readonly namespace: string | undefined;
+  private readonly labelSelector: string | undefined;
   private readonly cache: KubeCache;
   private readonly statusWriter: StatusWriter;
   private readonly recorder: EventRecorder;
@@ -53,9 +59,10 @@ export class KubeStore implements ObjectStore {
     shareConnections(kubeConfig);
     this.logger = logger;
     this.namespace = options.namespace || undefined;
+    this.labelSelector = options.labelSelector || undefined;
     const fieldManager = options.fieldManager ?? 'vmmem';
     const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    this.cache = new KubeCache(kubeConfig, logger, { namespace: this.namespace, requestTimeoutMs, informer: options.informer });
+    this.cache = new KubeCache(kubeConfig, logger, { namespace: this.namespace, labelSelector: options.labelSelector, requestTimeoutMs, informer: options.informer });
     this.statusWriter = new StatusWriter(
       kubeConfig,
       logger,
@@ -86,7 +93,7 @@ export class KubeStore implements ObjectStore {
     if (this.stopped) throw new Error('KubeStore.start: stopped');
     await this.cache.start((kind, key, change) => handlers.onChange(kind, key, change));
     this.started = true;
-    this.logger.info({ namespace: this.namespace ?? '(all)' }, 'caches synced');
+    this.logger.info({ namespace: this.namespace ?? '(all)', ...(this.labelSelector ? { labelSelector: this.labelSelector } : {}) }, 'caches synced');
   }
 
   async stop(): Promise<void> {
