@@ -23,6 +23,25 @@ export interface OperatorOptions {
   concurrency?: number;
   /** Driver call timeout, ms (default 30 s). */
   driverTimeoutMs?: number;
+  /**
+   * Suffix of the controller names (`virtualmachinememory-<instance>`), hence of their metrics
+   * labels and log fields: several Operators in one process (one per shard, src/cli/sharded.ts)
+   * must not share queue or reconcile gauges.
+   */
+  instance?: string;
+  /**
+   * Whether startWorkers() points the inventory gauges at this Operator's store (default true).
+   * A process running several Operators publishes the union of their stores itself.
+   */
+  publishInventory?: boolean;
+}
+
+export interface OperatorStopOptions {
+  /**
+   * How long in-flight reconciles may finish before their signals are aborted (default 30 s).
+   * 0: abort at once (a shard whose Lease was lost must stop writing now).
+   */
+  drainTimeoutMs?: number;
 }
 
 export class Operator {
@@ -34,9 +53,12 @@ export class Operator {
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
   private workersStarted = false;
+  private readonly publishInventory: boolean;
 
   constructor(opts: OperatorOptions) {
     this.store = opts.store;
+    this.publishInventory = opts.publishInventory ?? true;
+    const suffix = opts.instance ? `-${opts.instance}` : '';
     this.log = opts.log;
     this.metrics = opts.metrics;
     const metrics = opts.metrics;
@@ -54,14 +76,14 @@ export class Operator {
       ...(metrics ? { timeCall: <T>(driver: string, op: string, fn: () => Promise<T>) => metrics.timeDriverCall(driver, op, fn) } : {}),
     });
     this.vmms = new Controller({
-      name: 'virtualmachinememory',
+      name: `virtualmachinememory${suffix}`,
       concurrency: opts.concurrency ?? 4,
       logger: opts.log,
       ...(metrics ? { metrics } : {}),
       reconcile: (key, ctx) => withReconcileLog(ctx.log, () => this.reconciler.reconcileVMM(parseKey(key))),
     });
     this.hypervisors = new Controller({
-      name: 'hypervisor',
+      name: `hypervisor${suffix}`,
       concurrency: 2,
       logger: opts.log,
       ...(metrics ? { metrics } : {}),
@@ -118,13 +140,14 @@ export class Operator {
     for (const hv of this.store.list('Hypervisor')) this.hypervisors.enqueue(keyString(hv.metadata), 'low');
     for (const vmm of this.store.list('VirtualMachineMemory')) this.vmms.enqueue(keyString(vmm.metadata), 'low');
     // The inventory gauges (vmmem_vms_managed, ...) are computed from the store on each scrape.
-    this.metrics?.setInventory({ vmms: () => this.store.list('VirtualMachineMemory'), hypervisors: () => this.store.list('Hypervisor') });
+    if (this.publishInventory) this.metrics?.setInventory({ vmms: () => this.store.list('VirtualMachineMemory'), hypervisors: () => this.store.list('Hypervisor') });
   }
 
   /** Stops taking work, finishes in-flight reconciles, closes connections. */
-  async stop(): Promise<void> {
-    this.metrics?.setInventory(undefined);
-    await Promise.all([this.vmms.stop({ drain: true, timeoutMs: 30_000 }), this.hypervisors.stop({ drain: true, timeoutMs: 30_000 })]);
+  async stop(opts: OperatorStopOptions = {}): Promise<void> {
+    if (this.publishInventory) this.metrics?.setInventory(undefined);
+    const drain = { drain: (opts.drainTimeoutMs ?? 30_000) > 0, timeoutMs: opts.drainTimeoutMs ?? 30_000 };
+    await Promise.all([this.vmms.stop(drain), this.hypervisors.stop(drain)]);
     await this.pool.closeAll();
     await this.store.stop();
   }
