@@ -131,6 +131,7 @@ export function hypervisorCrd(): JsonObject {
       { name: 'Type', type: 'string', jsonPath: '.status.type', description: 'Hypervisor type.' },
       { name: 'Version', type: 'string', jsonPath: '.status.version', description: 'Hypervisor version.' },
       { name: 'URI', type: 'string', jsonPath: '.spec.uri', description: 'Connection URI.', priority: 1 },
+      { name: 'Owner', type: 'string', jsonPath: '.status.shardOwner', description: 'Sharded mode: the replica reconciling this Hypervisor.', priority: 1 },
       ageColumn,
     ],
   });

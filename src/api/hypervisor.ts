@@ -58,6 +58,8 @@ export const HypervisorStatusSchema = z
     hostname: z.string().optional().meta({ description: 'Host name reported by the hypervisor.' }),
     hostMemory: z.string().optional().meta({ description: 'Host memory capacity, as a quantity.' }),
     lastConnectTime: z.string().optional().meta({ description: 'When vmmem last connected.', format: 'date-time' }),
+    shard: z.number().int().min(0).max(1023).optional().meta({ description: 'Sharded mode (--shards): the shard this Hypervisor and its VMMs belong to.' }),
+    shardOwner: z.string().max(253).optional().meta({ description: 'Sharded mode: the identity of the operator replica that reconciles this Hypervisor now.' }),
   })
   .meta({ description: 'Connection state and what the hypervisor reported. Written only by vmmem.' });
 

@@ -88,6 +88,8 @@ export const SSH_USER = '[A-Za-z0-9_][A-Za-z0-9._-]{0,63}';
 const HTTPS_PATH = '(/[A-Za-z0-9._~-]+)*/?';
 /** The simulator: `sim:memory:<key>` or an inventory path. */
 const SIM = 'sim:[-A-Za-z0-9._~/:@+=,%]+';
+/** A sim host served over a local unix socket (src/drivers/sim/remote.ts): absolute path, one inventory name. */
+const SIM_UNIX = 'sim\\+unix:///[-A-Za-z0-9._~/]+\\?inventory=[a-z0-9-]{1,63}';
 
 function queryOf(t: LibvirtTransport): string {
   const params = Object.entries(LIBVIRT_PARAMS[t]).map(([k, r]) => `${k}=${r.value}`);
@@ -110,7 +112,7 @@ function libvirtForms(): string[] {
 }
 
 /** The whole grammar of an acceptable `spec.uri`. */
-export const URI_GRAMMAR = `^(${[...libvirtForms(), `https://${HOST}(:${PORT})?${HTTPS_PATH}`, SIM].join('|')})$`;
+export const URI_GRAMMAR = `^(${[...libvirtForms(), `https://${HOST}(:${PORT})?${HTTPS_PATH}`, SIM, SIM_UNIX].join('|')})$`;
 
 /** A specific refusal: a URI matching `pattern` is refused with `message` (these explain the common attacks). */
 export interface UriRefusal {

@@ -9,7 +9,7 @@ import { DriverError } from './driver.ts';
 export type DriverKind = 'sim' | 'libvirt' | 'vsphere';
 
 export function driverKindFor(uri: string): DriverKind {
-  if (uri.startsWith('sim:')) return 'sim';
+  if (uri.startsWith('sim:') || uri.startsWith('sim+unix:')) return 'sim';
   if (uri.startsWith('https://')) return 'vsphere';
   if (/^(qemu|xen|test)(\+[a-z0-9]+)?:/.test(uri)) return 'libvirt';
   throw new DriverError('InvalidURI', `unsupported hypervisor URI ${JSON.stringify(uri)}: use a libvirt URI (qemu:///system, qemu+tls://host/system, xen:///system, test+unix:///default), https://host/sdk for vSphere, or sim:///path/inventory.yaml`, { op: 'connect' });
@@ -18,6 +18,12 @@ export function driverKindFor(uri: string): DriverKind {
 export async function createDriver(options: ConnectOptions): Promise<Driver> {
   switch (driverKindFor(options.uri)) {
     case 'sim': {
+      // A sim host served over a unix socket (several operator processes sharing one host: the
+      // sharding tests and `bench scale --replicas`).
+      if (options.uri.startsWith('sim+unix:')) {
+        const { RemoteSimDriver } = await import('./sim/remote.ts');
+        return new RemoteSimDriver(options);
+      }
       const { createSimDriver } = await import('./sim/index.ts');
       return createSimDriver(options);
     }
