@@ -8,9 +8,10 @@ import { z } from 'zod';
 import { ConditionsSchema } from './conditions.ts';
 import type { CelRule } from './fields.ts';
 import { limitField, localRef, quantityField, UNLIMITED } from './fields.ts';
+import { HYPERVISOR_TYPES } from './hypervisor-type.ts';
 import { isQuantity, parseQuantity } from './quantity.ts';
+import { UUID_RE } from './uuid.ts';
 
-const UUID_RE = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
 
 export const VMRefSchema = z
   .strictObject({
@@ -140,7 +141,7 @@ const observedQuantity = (description: string) => z.string().optional().meta({ d
 export const ObservedSchema = z
   .object({
     powerState: z.enum(['Running', 'Paused', 'ShutOff']).optional().meta({ description: 'Running, Paused or ShutOff.' }),
-    hypervisorType: z.enum(['qemu', 'xen', 'esx', 'test']).optional().meta({ description: 'qemu, xen, esx or test (libvirt test driver).' }),
+    hypervisorType: z.enum(HYPERVISOR_TYPES).optional().meta({ description: 'qemu, xen, esx or test (libvirt test driver).' }),
     persistent: z.boolean().optional().meta({ description: 'false for a transient libvirt domain (no config to stage changes in).' }),
     maxMemory: observedQuantity('maxMemory in effect now (live when running, else config).'),
     memory: observedQuantity('Balloon target in effect now.'),

@@ -19,6 +19,7 @@ import { simHost } from '../drivers/sim/index.ts';
 import { ManifestStore } from '../standalone/store.ts';
 import type { RecordedEvent } from '../standalone/store.ts';
 import { exitCodeFor } from '../standalone/once.ts';
+import { sleep } from '../util/sleep.ts';
 import type { CommandIO } from './io.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -87,7 +88,7 @@ function readyOf(o: StoredObject): Condition | undefined {
 async function settle(store: ManifestStore, ms: number, until?: (o: StoredObject) => boolean): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
     const vmms = store.list('VirtualMachineMemory');
     if (until) {
       if (vmms.some(until)) return;

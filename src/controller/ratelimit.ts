@@ -4,6 +4,7 @@
  * that controllers use by default. Times are milliseconds; the clock is injectable so tests
  * never sleep.
  */
+import { exponentialDelay } from '../util/backoff.ts';
 
 /** Time source and timers. `realClock` in production, `FakeClock` in tests. */
 export interface Clock {
@@ -98,8 +99,7 @@ export class ItemExponentialFailureRateLimiter<K = string> implements RateLimite
   when(item: K): number {
     const exp = this.#failures.get(item) ?? 0;
     this.#failures.set(item, exp + 1);
-    const backoff = this.baseMs * 2 ** exp;
-    return !Number.isFinite(backoff) || backoff > this.maxMs ? this.maxMs : backoff;
+    return exponentialDelay(this.baseMs, this.maxMs, exp);
   }
 
   forget(item: K): void {

@@ -4,6 +4,7 @@
  * Pure: the reconciler decides, this file only phrases.
  */
 import { formatLimit, formatQuantity } from '../api/quantity.ts';
+import { jsonEqual } from '../util/json-equal.ts';
 import type { VMMStatus } from '../api/vmm.ts';
 import type { Limit, ObservedVM, Plan, Verdict, WorldValues } from '../model/memory.ts';
 import type { DesiredCondition } from './conditions.ts';
@@ -216,14 +217,11 @@ export function initialStatus(generation: number, now: string): VMMStatus {
  * pass, and every write comes back as a watch event).
  */
 export function sameStatus(a: unknown, b: unknown): boolean {
-  return canonical(a, true) === canonical(b, true);
+  return jsonEqual(withoutSyncTime(a), withoutSyncTime(b));
 }
 
-function canonical(v: unknown, top = false): string {
-  if (Array.isArray(v)) return `[${v.map((x) => canonical(x)).join(',')}]`;
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'undefined';
-  const keys = Object.keys(v)
-    .filter((k) => (v as Record<string, unknown>)[k] !== undefined && !(top && k === 'lastSyncTime'))
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+function withoutSyncTime(v: unknown): unknown {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+  const { lastSyncTime: _, ...rest } = v as Record<string, unknown>;
+  return rest;
 }

@@ -23,44 +23,6 @@ export function requestOptions(timeoutMs: number, contentType?: k8s.PatchStrateg
   return contentType ? k8s.setHeaderOptions('Content-Type', contentType, opts) : opts;
 }
 
-export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-
-/** Exponential backoff with full jitter in [d/2, d]; reset() after a success. */
-export class Backoff {
-  readonly minMs: number;
-  readonly maxMs: number;
-  private attempt = 0;
-
-  constructor(minMs: number, maxMs: number) {
-    this.minMs = minMs;
-    this.maxMs = maxMs;
-  }
-
-  next(): number {
-    const d = Math.min(this.maxMs, this.minMs * 2 ** Math.min(this.attempt, 30));
-    this.attempt++;
-    return Math.round(d / 2 + (Math.random() * d) / 2);
-  }
-
-  reset(): void {
-    this.attempt = 0;
-  }
-
-  get failures(): number {
-    return this.attempt;
-  }
-}
-
 interface Closable {
   close(): Promise<void>;
 }

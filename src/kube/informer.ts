@@ -14,7 +14,9 @@
 import * as k8s from '@kubernetes/client-node';
 import type { ChangeType } from '../controller/ports.ts';
 import { apiErrorInfo, statusCode } from './errors.ts';
-import { Backoff, sleep, type Logger } from './http.ts';
+import { Backoff } from '../util/backoff.ts';
+import { sleep } from '../util/sleep.ts';
+import type { Logger } from './http.ts';
 
 /** The parts of an object the informer reads. */
 export interface InformerObject {

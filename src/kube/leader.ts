@@ -17,7 +17,8 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { KubeApiError, apiErrorInfo, isConflict, isNotFound } from './errors.ts';
-import { requestOptions, shareConnections, sleep, type Logger } from './http.ts';
+import { sleep } from '../util/sleep.ts';
+import { requestOptions, shareConnections, type Logger } from './http.ts';
 
 export interface LeaderElectorOptions {
   /** Namespace of the Lease (the operator's own namespace). */

@@ -24,7 +24,8 @@
 import { createHash } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { apiErrorInfo, isConflict, isNotFound } from './errors.ts';
-import { requestOptions, shareConnections, sleep, type Logger } from './http.ts';
+import { sleep } from '../util/sleep.ts';
+import { requestOptions, shareConnections, type Logger } from './http.ts';
 import { LeaderElector, type StopReason } from './leader.ts';
 
 export const SHARD_LABEL = 'vmmem.io/shard';

@@ -3,6 +3,7 @@
 // all; 409 Conflict → a fresh GET, `compute` again, bounded (docs/kubernetes.md "Status writes").
 import * as k8s from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../api/group.ts';
+import { jsonEqual } from '../util/json-equal.ts';
 import type { ObjectKey, ResourceKind, StoredObject } from '../controller/ports.ts';
 import { KubeApiError, isConflict, isNotFound } from './errors.ts';
 import { requestOptions, type Logger } from './http.ts';
@@ -10,18 +11,6 @@ import { KINDS, describeKey, toStored, type RawObject } from './cache.ts';
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Deep equality where a key holding undefined counts as absent (as it does in JSON). */
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
-  if (isPlainObject(a) && isPlainObject(b)) {
-    const ka = Object.keys(a).filter((k) => a[k] !== undefined);
-    const kb = Object.keys(b).filter((k) => b[k] !== undefined);
-    return ka.length === kb.length && ka.every((k) => deepEqual(a[k], b[k]));
-  }
-  return false;
 }
 
 /**
@@ -48,7 +37,7 @@ export function mergePatchFor(from: unknown, to: unknown): unknown {
     }
     return changed ? out : undefined;
   }
-  return deepEqual(from, to) ? undefined : to;
+  return jsonEqual(from, to) ? undefined : to;
 }
 
 export interface StatusWriterOptions {

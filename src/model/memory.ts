@@ -7,8 +7,9 @@
  * runs: its driver reports it as `config`, and as `live` too while powered on.
  */
 
-export type HypervisorType = 'qemu' | 'xen' | 'esx' | 'test';
-export const HYPERVISOR_TYPES: readonly HypervisorType[] = ['qemu', 'xen', 'esx', 'test'];
+// The list lives in src/api (the CRD's enum is made from it); the model re-exports it.
+import type { HypervisorType } from '../api/hypervisor-type.ts';
+export { HYPERVISOR_TYPES, type HypervisorType } from '../api/hypervisor-type.ts';
 
 export type PowerState = 'Running' | 'Paused' | 'ShutOff';
 

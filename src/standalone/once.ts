@@ -6,6 +6,7 @@
 import { conditionOf } from '../controller/conditions.ts';
 import type { ObjectStore, StoredObject } from '../controller/ports.ts';
 import type { Reconciler, Result } from '../controller/reconciler.ts';
+import { sleep } from '../util/sleep.ts';
 
 export interface OnceOptions {
   /** A requeue sooner than this means "still converging" (balloon settling, first pass). */
@@ -41,7 +42,7 @@ export async function reconcileUntilQuiet(store: ObjectStore, reconciler: Reconc
     }
     opts.onPass?.();
     if (again.length === 0 || Date.now() + wait > deadline) break;
-    await new Promise((r) => setTimeout(r, wait));
+    await sleep(wait);
     keys = again;
   }
 }

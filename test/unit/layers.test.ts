@@ -79,6 +79,14 @@ describe('layer rules (docs/design.md §5) refuse wrong imports', () => {
     await refused('src/standalone/probe.ts', "import { main } from '../cli/main.ts';\nexport const m = main;\n", /src\/standalone implements/);
   });
 
+  test('src/util is a leaf every impure layer may use; the pure planner and model may not', async () => {
+    await allowed('src/kube/probe.ts', "import { sleep } from '../util/sleep.ts';\nexport const s = sleep;\n");
+    await allowed('src/drivers/sim/probe.ts', "import { sleep } from '../../util/sleep.ts';\nexport const s = sleep;\n");
+    await refused('src/util/probe.ts', "import { parseQuantity } from '../api/quantity.ts';\nexport const p = parseQuantity;\n", /src\/util is a leaf/);
+    await refused('src/planner/probe.ts', "import { sleep } from '../util/sleep.ts';\nexport const s = sleep;\n", /planner is pure/);
+    await refused('src/model/probe.ts', "import { Backoff } from '../util/backoff.ts';\nexport const b = Backoff;\n", /src\/model imports only src\/api/);
+  });
+
   test('import() takes a literal path everywhere in src, the composition root included', async () => {
     await refused('src/drivers/probe.ts', "const where = './libvirt/index.ts';\nexport async function f() { return import(where); }\n", /literal path/);
     await refused('src/cli/probe.ts', "export async function f(m: string) { return import(`../${m}.ts`); }\n", /literal path/);

@@ -13,6 +13,7 @@
  * resolved path, see registry.ts), shared by every driver in the process;
  * the same object is the out-of-band handle tests use (`simHost(path)`).
  */
+import { sleep } from '../../util/sleep.ts';
 import type { DriverEvent, VMHandle } from '../driver.ts';
 import { DriverError } from '../driver.ts';
 import type { HypervisorType, Limit, ObservedVM, PowerState, WorldValues } from '../../model/memory.ts';
@@ -81,20 +82,6 @@ function mulberry32(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/** Waits `ms`; resolves early (the caller checks `signal.aborted`) when the signal aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 function cloneWorld(w: SimWorld): SimWorld {

@@ -11,6 +11,8 @@ import { readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
 import { parseDuration } from '../../api/duration.ts';
 import { parseQuantity } from '../../api/quantity.ts';
+import { canonicalUuid } from '../../api/uuid.ts';
+import { HYPERVISOR_TYPES } from '../../model/memory.ts';
 import type { HypervisorType, Limit, PowerState } from '../../model/memory.ts';
 
 export type BalloonMode = 'responsive' | 'unresponsive' | 'none';
@@ -100,7 +102,6 @@ export class SimInventoryError extends Error {
   }
 }
 
-const TYPES: readonly HypervisorType[] = ['qemu', 'xen', 'esx', 'test'];
 const POWER: readonly PowerState[] = ['Running', 'ShutOff', 'Paused'];
 const BALLOON: readonly BalloonMode[] = ['responsive', 'unresponsive', 'none'];
 const TOP_KEYS = new Set(['type', 'hostMemory', 'latency', 'faults', 'qemuOverhead', 'vms']);
@@ -109,7 +110,6 @@ const VM_KEYS = new Set([
   'reservation', 'limit', 'balloon', 'balloonDelay', 'actual', 'memoryHotAddEnabled', 'hotPlugMemoryLimit',
   'hotPlugMemoryIncrementSize', 'transient', 'numa', 'virtioMem',
 ]);
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A stable UUID derived from the VM name, so a reloaded inventory keeps its UUIDs. */
 export function uuidFromName(name: string): string {
@@ -173,7 +173,7 @@ export function parseInventory(doc: unknown, source = '<memory>'): SimInventory 
   }
   let type: HypervisorType | undefined;
   if (doc.type !== undefined) {
-    if (!TYPES.includes(doc.type as HypervisorType)) throw new SimInventoryError(source, 'type', `${JSON.stringify(doc.type)} is not one of ${TYPES.join(', ')}`);
+    if (!HYPERVISOR_TYPES.includes(doc.type as HypervisorType)) throw new SimInventoryError(source, 'type', `${JSON.stringify(doc.type)} is not one of ${HYPERVISOR_TYPES.join(', ')}`);
     type = doc.type as HypervisorType;
   }
   const hostMemory = doc.hostMemory === undefined ? 256n * 1024n * MIB : quantityOf(doc.hostMemory, source, 'hostMemory', 'hostMemory');
@@ -243,13 +243,11 @@ export function parseVM(raw: unknown, source: string, at: string): SimVMState {
     if (!VM_KEYS.has(key)) fail(key, `unknown field (known: ${[...VM_KEYS].join(', ')})`);
   }
   const type = raw.type as HypervisorType;
-  if (!TYPES.includes(type)) fail('type', `${JSON.stringify(raw.type)} is not one of ${TYPES.join(', ')}`);
+  if (!HYPERVISOR_TYPES.includes(type)) fail('type', `${JSON.stringify(raw.type)} is not one of ${HYPERVISOR_TYPES.join(', ')}`);
   const powerState = (raw.powerState ?? 'Running') as PowerState;
   if (!POWER.includes(powerState)) fail('powerState', `${JSON.stringify(raw.powerState)} is not one of ${POWER.join(', ')}`);
-  let uuid: string;
-  if (raw.uuid === undefined) uuid = uuidFromName(name);
-  else if (typeof raw.uuid === 'string' && UUID_RE.test(raw.uuid)) uuid = raw.uuid.toLowerCase();
-  else return fail('uuid', `${JSON.stringify(raw.uuid)} is not a UUID`);
+  const uuid = raw.uuid === undefined ? uuidFromName(name) : typeof raw.uuid === 'string' ? canonicalUuid(raw.uuid) : undefined;
+  if (uuid === undefined) return fail('uuid', `${JSON.stringify(raw.uuid)} is not a UUID`);
   const bool = (field: string): boolean => {
     const v = raw[field];
     if (v === undefined) return false;
