@@ -122,6 +122,10 @@ export const VMMSpecSchema = z
       .boolean()
       .optional()
       .meta({ description: 'Explicit opt-in to a QEMU hard_limit below maxMemory + overhead margin (512Mi), which risks the QEMU process being OOM-killed. Default false.' }),
+    allowUnsafeShrink: z
+      .boolean()
+      .optional()
+      .meta({ description: 'Explicit opt-in to shrinking a running guest below what it reports using plus headroom (Hypervisor spec.guestHeadroom; default 10% of use, at least 256Mi). Without it such a shrink is Unsafe with reason GuestMemoryInUse and nothing is sent. Default false.' }),
   })
   .superRefine((spec, ctx) => {
     for (const rule of SPEC_RULES) {
@@ -150,6 +154,14 @@ export const ObservedSchema = z
     limit: observedQuantity('Limit in effect now, or Unlimited.'),
     configMaxMemory: observedQuantity('maxMemory the next cold boot will use.'),
     configMemory: observedQuantity('memory the next cold boot will use.'),
+    guest: z
+      .object({
+        used: z.string().meta({ description: 'Memory the guest reports using, excluding caches it can drop (libvirt memory stats available - usable; vSphere quickStats.guestMemoryUsage; sim guestUsed).' }),
+        sampledAt: z.string().optional().meta({ description: 'When the hypervisor sampled it.', format: 'date-time' }),
+        source: z.string().meta({ description: 'Where the number comes from.' }),
+      })
+      .optional()
+      .meta({ description: 'The guest\'s own memory use, when the hypervisor reports it. Absent: no statistics, and a shrink is not guarded (the Ready message says so).' }),
     hotplug: z
       .object({
         model: z.enum(['virtio-mem']).meta({ description: 'The hot-plug device model (QEMU virtio-mem).' }),

@@ -14,6 +14,7 @@ export function desiredFromSpec(spec: VMMSpec): DesiredMemory {
   if (spec.reservation !== undefined) desired.reservation = parseQuantity(spec.reservation, 'spec.reservation');
   if (spec.limit !== undefined) desired.limit = spec.limit === UNLIMITED ? 'unlimited' : parseQuantity(spec.limit, 'spec.limit');
   if (spec.allowUnsafeLimit) desired.allowUnsafeLimit = true;
+  if (spec.allowUnsafeShrink) desired.allowUnsafeShrink = true;
   return desired;
 }
 

@@ -93,6 +93,22 @@ export interface ObservedVM {
   numa: boolean;
   /** ESX only. */
   hotAdd?: HotAddSettings;
+  /** What the guest itself uses, when the hypervisor reports it (issue #15; absent = no statistics). */
+  guest?: GuestUsage;
+}
+
+/**
+ * The guest's own memory use as the hypervisor last sampled it: libvirt memory
+ * statistics (available - usable), vSphere quickStats.guestMemoryUsage, the sim's
+ * `guestUsed`. The planner compares a live shrink against it (src/planner/guard.ts).
+ */
+export interface GuestUsage {
+  /** Bytes the guest uses (not counting caches it can drop). */
+  used: bigint;
+  /** When the hypervisor sampled it (RFC 3339), when known. */
+  sampledAt?: string;
+  /** Where the number comes from, for messages: e.g. "libvirt memory stats", "quickStats.guestMemoryUsage". */
+  source: string;
 }
 
 /** What the user declared, parsed to bytes. Absent optional field = not managed. */
@@ -103,6 +119,8 @@ export interface DesiredMemory {
   limit?: Limit;
   /** Explicit opt-in to a QEMU hard_limit below maxMemory + overhead margin. */
   allowUnsafeLimit?: boolean;
+  /** Explicit opt-in to shrinking a running guest below what it uses + headroom (spec.allowUnsafeShrink). */
+  allowUnsafeShrink?: boolean;
 }
 
 /**
@@ -156,4 +174,20 @@ export interface Plan {
   verdicts: Verdict[];
   /** Fields whose desired value was rounded up to the hypervisor's granularity. */
   roundings: { field: Field; requested: bigint; effective: bigint }[];
+  /**
+   * How a live shrink of the running guest was judged against its use (src/planner/guard.ts):
+   * absent when the plan shrinks nothing live.
+   */
+  shrinkGuard?: ShrinkGuard;
+}
+
+/**
+ * guarded: the guest reported its use and the shrink leaves it headroom.
+ * blocked: it would not; the shrinking steps were removed (verdict Unsafe, GuestMemoryInUse).
+ * overridden: it would not, and spec.allowUnsafeShrink let it through.
+ * unguarded: the guest reports no statistics; the shrink goes ahead, and the message says so.
+ */
+export interface ShrinkGuard {
+  state: 'guarded' | 'blocked' | 'overridden' | 'unguarded';
+  message: string;
 }

@@ -32,14 +32,19 @@ import { planSingle } from './single.ts';
 import { managedFields, roundDesired, validateDesired } from './spec.ts';
 import { verdict } from './verdicts.ts';
 import { hotplugOf, roundedHotplugMaximum } from './hotplug.ts';
+import { guardShrink } from './guard.ts';
+import type { GuardOptions } from './guard.ts';
 
 export { checkInvariants, formatValue } from './values.ts';
 export { VERDICT_SEVERITY } from './verdicts.ts';
 export { hotplugDetail } from './hotplug.ts';
+export { DEFAULT_HEADROOM_MIN, DEFAULT_HEADROOM_PERCENT, headroomFor } from './guard.ts';
 
 export interface PlanOptions {
   /** QEMU hard_limit safety margin over maxMemory; default: the profile's (512Mi). */
   overheadMargin?: bigint;
+  /** Guest-aware shrink (src/planner/guard.ts): the Hypervisor's spec.guestHeadroom. */
+  guard?: GuardOptions;
 }
 
 /**
@@ -63,7 +68,7 @@ export function plan(desired: DesiredMemory, observed: ObservedVM, profile: Prof
   const out = profile.worlds === 'single'
     ? planSingle(d, desired, observed, profile)
     : planDual(d, desired, observed, profile, options.overheadMargin);
-  return { steps: out.steps, verdicts: out.verdicts, roundings };
+  return guardShrink({ steps: out.steps, verdicts: out.verdicts, roundings }, desired, observed, profile, options.guard);
 }
 
 /**
