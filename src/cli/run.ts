@@ -12,6 +12,8 @@ import { Metrics, setDefaultMetrics } from '../controller/metrics.ts';
 import { startHealthServer } from '../controller/health.ts';
 import type { HealthServer } from '../controller/health.ts';
 import { Operator } from '../controller/operator.ts';
+import { parseReachRules } from '../drivers/policy.ts';
+import type { HypervisorPolicy } from '../drivers/policy.ts';
 import type { Logger, ObjectStore, StoredObject } from '../controller/ports.ts';
 import { ManifestStore } from '../standalone/store.ts';
 import { exitCodeFor, reconcileUntilQuiet } from '../standalone/once.ts';
@@ -30,6 +32,9 @@ export const RUN_OPTIONS = {
   'health-probe-bind-address': { type: 'string' },
   concurrency: { type: 'string' },
   'log-level': { type: 'string' },
+  // The admin's trust boundary (docs/security.md): tenants' Hypervisors get only what these allow.
+  'allow-sim-hypervisors': { type: 'boolean' },
+  'hypervisor-allow': { type: 'string', multiple: true },
 } as const;
 
 export async function runCommand(args: string[], io: CommandIO): Promise<number> {
@@ -44,6 +49,13 @@ export async function runCommand(args: string[], io: CommandIO): Promise<number>
     io.err(`vmmem run: --concurrency must be an integer from 1 to 256, got ${JSON.stringify(values.concurrency)}`);
     return 2;
   }
+  let policy: HypervisorPolicy;
+  try {
+    policy = clusterPolicy(values);
+  } catch (err) {
+    io.err(`vmmem run: ${(err as Error).message}`);
+    return 2;
+  }
   if (values.once && !values.manifests) {
     io.err('vmmem run: --once needs --manifests <dir> (standalone mode)');
     return 2;
@@ -53,8 +65,11 @@ export async function runCommand(args: string[], io: CommandIO): Promise<number>
 
   if (values.manifests) {
     const store = new ManifestStore(values.manifests, { log, watch: !values.once });
-    if (values.once) return runOnce(store, log, output as 'yaml' | 'json', io);
-    return runForever(store, log, { concurrency, metricsAddress: values['metrics-bind-address'] ?? '0', probeAddress: values['health-probe-bind-address'] ?? '0' });
+    // Standalone: the manifests are the user's own, and the simulator is the default demo.
+    const standalone = { ...policy, allowSim: true };
+    if (values.once) return runOnce(store, log, output as 'yaml' | 'json', io, standalone);
+    return runForever(store, log, {
+      policy: standalone, concurrency, metricsAddress: values['metrics-bind-address'] ?? '0', probeAddress: values['health-probe-bind-address'] ?? '0' });
   }
 
   // Loaded on demand: standalone mode never needs the Kubernetes client.
@@ -68,6 +83,7 @@ export async function runCommand(args: string[], io: CommandIO): Promise<number>
   log.info({ source: loaded.source, from: loaded.from, namespace: values.namespace ?? 'all namespaces' }, 'connecting to Kubernetes');
   const store: ObjectStore = new KubeStore(kubeConfig, log, { ...(values.namespace ? { namespace: values.namespace } : {}), fieldManager: 'vmmem' });
   return runForever(store, log, {
+    policy,
     concurrency,
     metricsAddress: values['metrics-bind-address'] ?? ':8080',
     probeAddress: values['health-probe-bind-address'] ?? ':8081',
@@ -89,10 +105,16 @@ interface LeaderLike {
   release(): Promise<void>;
 }
 
-async function runOnce(store: ManifestStore, log: Logger, output: 'yaml' | 'json', io: CommandIO): Promise<number> {
+/** The admin's policy from the flags: in cluster mode sim: is refused unless --allow-sim-hypervisors. */
+function clusterPolicy(values: { 'allow-sim-hypervisors'?: boolean; 'hypervisor-allow'?: string[] }): HypervisorPolicy {
+  const allow = values['hypervisor-allow'];
+  return { allowSim: values['allow-sim-hypervisors'] === true, ...(allow ? { allow: parseReachRules(allow.join(',')) } : {}) };
+}
+
+async function runOnce(store: ManifestStore, log: Logger, output: 'yaml' | 'json', io: CommandIO, policy: HypervisorPolicy): Promise<number> {
   const metrics = new Metrics();
   setDefaultMetrics(metrics);
-  const operator = new Operator({ store, log, metrics });
+  const operator = new Operator({ store, log, metrics, policy });
   try {
     await operator.start({ workers: false });
     await reconcileUntilQuiet(store, operator.reconciler);
@@ -118,11 +140,11 @@ function publicView(obj: StoredObject): StoredObject {
 async function runForever(
   store: ObjectStore,
   log: Logger,
-  opts: { concurrency: number; metricsAddress: string; probeAddress: string; leader?: LeaderLike },
+  opts: { policy: HypervisorPolicy; concurrency: number; metricsAddress: string; probeAddress: string; leader?: LeaderLike },
 ): Promise<number> {
   const metrics = new Metrics();
   setDefaultMetrics(metrics);
-  const operator = new Operator({ store, log, metrics, concurrency: opts.concurrency });
+  const operator = new Operator({ store, log, metrics, concurrency: opts.concurrency, policy: opts.policy });
   const health: { server?: HealthServer } = {};
   let stopping: Promise<void> | undefined;
   let exitCode = 0;

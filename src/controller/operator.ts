@@ -6,6 +6,8 @@
 import { conditionOf } from './conditions.ts';
 import { formatQuantity } from '../api/quantity.ts';
 import type { DriverEvent } from '../drivers/driver.ts';
+import type { HypervisorPolicy } from '../drivers/policy.ts';
+import { createDriver } from '../drivers/registry.ts';
 import type { Logger } from './ports.ts';
 import { registerSecret } from './log.ts';
 import type { Metrics } from './metrics.ts';
@@ -34,6 +36,8 @@ export interface OperatorOptions {
    * A process running several Operators publishes the union of their stores itself.
    */
   publishInventory?: boolean;
+  /** The admin's reach policy (operator flags); default: no restriction (standalone, tests). */
+  policy?: HypervisorPolicy;
 }
 
 export interface OperatorStopOptions {
@@ -67,6 +71,7 @@ export class Operator {
       log: opts.log,
       timeoutMs: opts.driverTimeoutMs ?? 30_000,
       registerSecret,
+      ...(opts.policy ? { createDriver: (o) => createDriver(o, opts.policy) } : {}),
       onEvent: (hv, event) => this.onDriverEvent(hv, event),
     });
     this.reconciler = new Reconciler({

@@ -487,6 +487,8 @@ function connectionFailure(hypervisor: string, err: unknown): VMMFailure {
         return { reason: 'TLSError', message: base, stalled: false };
       case 'InvalidURI':
         return { reason: 'InvalidURI', message: base, stalled: true };
+      case 'NotAllowed':
+        return { reason: 'HypervisorNotAllowed', message: base, stalled: true };
       default:
         return { reason: 'HypervisorUnreachable', message: base, stalled: false };
     }

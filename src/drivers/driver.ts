@@ -119,7 +119,9 @@ export type DriverErrorCode =
   | 'Disconnected'
   | 'Timeout'
   | 'Protocol'
-  | 'InvalidURI';
+  | 'InvalidURI'
+  /** The admin's policy (operator flags, src/drivers/policy.ts) forbids this Hypervisor; nothing was opened. */
+  | 'NotAllowed';
 
 /** Every driver failure: which call, which VM, and the hypervisor's own message. */
 export class DriverError extends Error {

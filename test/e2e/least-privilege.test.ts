@@ -60,7 +60,7 @@ test('vmmem run as the deployed ServiceAccount reconciles a VMM end to end', asy
     spec: { hypervisorRef: { name: 'kvm' }, vm: { name: 'web-01' }, maxMemory: '4Gi', memory: '3Gi' },
   });
 
-  child = spawn(join(root, 'bin', 'vmmem'), ['run', '--kubeconfig', sa.kubeconfigPath, '--leader-elect', '--leader-election-namespace', OPERATOR_NAMESPACE, '--metrics-bind-address', '127.0.0.1:0', '--health-probe-bind-address', '127.0.0.1:0'], {
+  child = spawn(join(root, 'bin', 'vmmem'), ['run', '--kubeconfig', sa.kubeconfigPath, '--allow-sim-hypervisors', '--leader-elect', '--leader-election-namespace', OPERATOR_NAMESPACE, '--metrics-bind-address', '127.0.0.1:0', '--health-probe-bind-address', '127.0.0.1:0'], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -300,7 +300,7 @@ test('bad Hypervisors: unreachable URI and missing Secret give a clear condition
 test('vmmem run (the real CLI process) reconciles against the cluster and stops cleanly on SIGTERM', async () => {
   await apply(HV_PATH, { apiVersion: 'vmmem.io/v1alpha1', kind: 'Hypervisor', metadata: { name: 'file-sim', namespace: NS }, spec: { uri: 'sim:///examples/sim/kvm.yaml' } });
   await apply(VMM_PATH, { ...vmm('web-01', {}), spec: { hypervisorRef: { name: 'file-sim' }, vm: { name: 'web-01' }, maxMemory: '4Gi', memory: '3Gi' } });
-  const child = spawn(join(root, 'bin', 'vmmem'), ['run', '--kubeconfig', env.kubeconfigPath, '--namespace', NS, '--metrics-bind-address', '127.0.0.1:0', '--health-probe-bind-address', '127.0.0.1:0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(join(root, 'bin', 'vmmem'), ['run', '--kubeconfig', env.kubeconfigPath, '--namespace', NS, '--allow-sim-hypervisors', '--metrics-bind-address', '127.0.0.1:0', '--health-probe-bind-address', '127.0.0.1:0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));

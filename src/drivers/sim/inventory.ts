@@ -7,7 +7,7 @@
  * and no simulated host changes.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from 'node:fs';
 import { load } from 'js-yaml';
 import { parseDuration } from '../../api/duration.ts';
 import { parseQuantity } from '../../api/quantity.ts';
@@ -118,21 +118,65 @@ export function uuidFromName(name: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(18, 20)}-${h.slice(20, 32)}`;
 }
 
-/** Reads and validates an inventory file. */
+/**
+ * The largest inventory file read (bytes). 10,000 VMs take about 2 MiB; a bigger file is a
+ * mistake or an attack (a Hypervisor naming a huge log file) and would cost the operator
+ * its heap in the YAML parser.
+ */
+export const SIM_INVENTORY_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Reads and validates an inventory file. Only a regular file under the size cap is read:
+ * /dev/zero, a FIFO (opened non-blocking, so it cannot hang the operator) or a directory is
+ * refused at once. Errors name the file and the line, never its contents (a tenant could
+ * otherwise point a sim: URI at a file and read it back through status).
+ */
 export function loadInventoryFile(path: string): SimInventory {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new SimInventoryError(path, 'file', `cannot be read: ${(err as Error).message}`);
-  }
+  const text = readBoundedRegularFile(path);
   let doc: unknown;
   try {
     doc = load(text);
   } catch (err) {
-    throw new SimInventoryError(path, 'YAML', (err as Error).message);
+    throw new SimInventoryError(path, 'YAML', yamlErrorWithoutSnippet(err));
   }
   return parseInventory(doc, path);
+}
+
+function readBoundedRegularFile(path: string): string {
+  let fd: number;
+  try {
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+  } catch (err) {
+    throw new SimInventoryError(path, 'file', `cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new SimInventoryError(path, 'file', 'is not a regular file (a device, FIFO, socket or directory is never read as an inventory)');
+    if (st.size > SIM_INVENTORY_MAX_BYTES) throw new SimInventoryError(path, 'file', `is ${st.size} bytes, over the ${SIM_INVENTORY_MAX_BYTES}-byte cap for a sim inventory`);
+    // Read at most cap+1 bytes: a file growing after fstat is still bounded.
+    const buf = Buffer.alloc(Math.min(st.size, SIM_INVENTORY_MAX_BYTES) + 1);
+    let n = 0;
+    for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
+    if (n > SIM_INVENTORY_MAX_BYTES) throw new SimInventoryError(path, 'file', `is over the ${SIM_INVENTORY_MAX_BYTES}-byte cap for a sim inventory`);
+    return buf.subarray(0, n).toString('utf8');
+  } catch (err) {
+    if (err instanceof SimInventoryError) throw err;
+    throw new SimInventoryError(path, 'file', `cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** js-yaml's message quotes the lines around the error: keep the reason and the position only. */
+function yamlErrorWithoutSnippet(err: unknown): string {
+  const e = err as { reason?: string; mark?: { line?: number; column?: number } };
+  const reason = typeof e.reason === 'string' ? e.reason.slice(0, 120) : 'not valid YAML';
+  return e.mark?.line !== undefined ? `${reason} at line ${e.mark.line + 1}, column ${(e.mark.column ?? 0) + 1}` : reason;
+}
+
+/** A key or value from the file, shown only when it looks like an identifier (never arbitrary file content). */
+function shown(v: unknown): string {
+  return typeof v === 'string' && /^[A-Za-z][A-Za-z0-9_-]{0,39}$/.test(v) ? JSON.stringify(v) : '(not shown)';
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -169,11 +213,11 @@ export function parseInventory(doc: unknown, source = '<memory>'): SimInventory 
   if (doc === undefined || doc === null) doc = {};
   if (!isRecord(doc)) throw new SimInventoryError(source, 'top level', 'must be a mapping with a "vms" list');
   for (const key of Object.keys(doc)) {
-    if (!TOP_KEYS.has(key)) throw new SimInventoryError(source, 'top level', `unknown field "${key}" (known: ${[...TOP_KEYS].join(', ')})`);
+    if (!TOP_KEYS.has(key)) throw new SimInventoryError(source, 'top level', `unknown field ${shown(key)} (known: ${[...TOP_KEYS].join(', ')})`);
   }
   let type: HypervisorType | undefined;
   if (doc.type !== undefined) {
-    if (!HYPERVISOR_TYPES.includes(doc.type as HypervisorType)) throw new SimInventoryError(source, 'type', `${JSON.stringify(doc.type)} is not one of ${HYPERVISOR_TYPES.join(', ')}`);
+    if (!HYPERVISOR_TYPES.includes(doc.type as HypervisorType)) throw new SimInventoryError(source, 'type', `${shown(doc.type)} is not one of ${HYPERVISOR_TYPES.join(', ')}`);
     type = doc.type as HypervisorType;
   }
   const hostMemory = doc.hostMemory === undefined ? 256n * 1024n * MIB : quantityOf(doc.hostMemory, source, 'hostMemory', 'hostMemory');

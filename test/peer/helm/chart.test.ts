@@ -233,7 +233,8 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
       const objs = await template(['secretNamespaces={vms}', 'logLevel=debug', ...extra], CHART, release, ns);
       await ensureNamespaces(env, [ns, 'vms']);
       await applyObjects(env, objs.filter((o) => o.kind !== 'Deployment'));
-      // The Deployment itself cannot run here (no kubelet): its container's args run as a process.
+      // The Deployment itself cannot run here (no kubelet): its container's args run as a process,
+      // plus --allow-sim-hypervisors (the Hypervisor here is the simulator, which cluster mode refuses without it).
       const ctr = (must(objs, 'Deployment').spec as { template: { spec: { serviceAccountName: string; containers: { args: string[] }[] } } }).template.spec;
       sa = await env.userKubeConfig(`system:serviceaccount:${ns}:${ctr.serviceAccountName}`, ['system:serviceaccounts', `system:serviceaccounts:${ns}`, 'system:authenticated']);
       const args = ctr.containers[0]!.args.map((a) =>
@@ -254,7 +255,7 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
       });
       assert.equal(vmm.status, 201, vmm.body);
 
-      child = spawn(join(REPO_ROOT, 'bin', 'vmmem'), [...args.slice(0, 1), '--kubeconfig', sa.kubeconfigPath, ...args.slice(1)], {
+      child = spawn(join(REPO_ROOT, 'bin', 'vmmem'), [...args.slice(0, 1), '--kubeconfig', sa.kubeconfigPath, ...args.slice(1), '--allow-sim-hypervisors'], {
         cwd: REPO_ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, POD_NAMESPACE: ns, POD_NAME: 'vmmem-helm-0' },
