@@ -157,7 +157,7 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
       assert.deepEqual(comparable(must(chart, kind, name)), comparable(must(base, kind, name)), `${kind} ${name}`);
     }
     const pod = (must(chart, 'Deployment').spec as { template: { spec: { containers: { image: string; securityContext: Record<string, unknown> }[] } } }).template.spec;
-    assert.equal(pod.containers[0]!.image, 'ghcr.io/vmmem/vmmem:v0.1.0');
+    assert.equal(pod.containers[0]!.image, 'vmmem:v0.1.0');
     assert.equal(pod.containers[0]!.securityContext.readOnlyRootFilesystem, true);
     // The selectors select the pod.
     const d = must(chart, 'Deployment').spec as { selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string> } } };

@@ -4,7 +4,7 @@
 // token's). Reuse it to run the controller under least privilege:
 //
 //   const env = await startKube({ crds: ['crds'] });
-//   const sa = await applyOperatorRbac(env);                 // base RBAC, Secrets readable in `vms`
+//   const sa = await applyOperatorRbac(env);                 // base RBAC + the example Secret Role: Secrets readable in `vms`
 //   const sa = await applyOperatorRbac(env, { secretNamespaces: ['vms', 'team-a'] });
 //   sa.kubeConfig.makeApiClient(...)                          // or sa.kubeconfigPath for kubectl/vmmem
 import { execFile, spawn } from 'node:child_process';
@@ -32,7 +32,7 @@ export const OPERATOR_SERVICE_ACCOUNT = 'vmmem';
 /** What the API server's ServiceAccount authenticator calls vmmem-system/vmmem. */
 export const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`;
 export const OPERATOR_GROUPS = ['system:serviceaccounts', `system:serviceaccounts:${OPERATOR_NAMESPACE}`, 'system:authenticated'];
-/** The namespace deploy/base grants Secret `get` in. */
+/** The example namespace deploy/components/namespace-secrets grants Secret `get` in (the base grants none). */
 export const BASE_SECRET_NAMESPACE = 'vms';
 
 export interface KubeObject {
@@ -105,17 +105,20 @@ export async function applyObjects(env: KubeEnv, objects: KubeObject[], extraArg
   return r.stdout;
 }
 
-/** The base's Role + RoleBinding for Secrets in `vms`, as they would be copied for `namespace`. */
+/** The example Role + RoleBinding for Secrets in `vms` (components/namespace-secrets), as they would be copied for `namespace`. */
 export function secretAccessFor(baseRbac: KubeObject[], namespace: string): KubeObject[] {
   return baseRbac
     .filter((o) => (o.kind === 'Role' || o.kind === 'RoleBinding') && o.metadata.namespace === BASE_SECRET_NAMESPACE && o.metadata.name === 'vmmem-secrets')
     .map((o) => ({ ...structuredClone(o), metadata: { ...structuredClone(o.metadata), namespace } }));
 }
 
+const DEFAULT_RBAC_KUSTOMIZATION = 'overlays/namespace-secrets';
+
 export interface ApplyRbacOptions {
-  /** Kustomization to take the RBAC from (relative to deploy/); default 'base'. */
+  /** Kustomization to take the RBAC from (relative to deploy/); default 'overlays/namespace-secrets'
+   *  (the base plus the Secret Role for `vms`, as docs/getting-started.md installs it). */
   kustomization?: string;
-  /** Namespaces whose Secrets the operator may get (a copy of the base's `vms` Role in each, as
+  /** Namespaces whose Secrets the operator may get (a copy of the example `vms` Role in each, as
    *  docs/security.md tells users to do); default ['vms']. */
   secretNamespaces?: string[];
 }
@@ -184,15 +187,16 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
 }
 
 /**
- * Apply the operator's ServiceAccount and RBAC from deploy/ (base by default) for real, creating
+ * Apply the operator's ServiceAccount and RBAC from deploy/ (overlays/namespace-secrets by default) for real, creating
  * the namespaces they live in, and return a kubeconfig for exactly the ServiceAccount's identity,
  * once the authorizer grants it (list VirtualMachineMemories, get Secrets in each secret namespace).
  */
 export async function applyOperatorRbac(env: KubeEnv, opts: ApplyRbacOptions = {}): Promise<KubeUser> {
-  const { objects } = await renderKustomization(opts.kustomization ?? 'base');
+  const kustomization = opts.kustomization ?? DEFAULT_RBAC_KUSTOMIZATION;
+  const { objects } = await renderKustomization(kustomization);
   const rbac = objects.filter((o) => RBAC_KINDS.has(o.kind));
   if (!rbac.some((o) => o.kind === 'ServiceAccount' && o.metadata.name === OPERATOR_SERVICE_ACCOUNT)) {
-    throw new Error(`deploy/${opts.kustomization ?? 'base'} has no ServiceAccount ${OPERATOR_SERVICE_ACCOUNT}`);
+    throw new Error(`deploy/${kustomization} has no ServiceAccount ${OPERATOR_SERVICE_ACCOUNT}`);
   }
   const secretNamespaces = opts.secretNamespaces ?? [BASE_SECRET_NAMESPACE];
   const extra = secretNamespaces.filter((ns) => ns !== BASE_SECRET_NAMESPACE).flatMap((ns) => secretAccessFor(rbac, ns));
