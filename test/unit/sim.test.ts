@@ -12,7 +12,7 @@ import type { DriverEvent } from '../../src/drivers/driver.ts';
 import { DriverError } from '../../src/drivers/driver.ts';
 import type { SimHost } from '../../src/drivers/sim/index.ts';
 import {
-  SimDriver, SimInventoryError, SimRefusal, createSimDriver, createSimHost, forgetSimHost, parseInventory,
+  SimDriver, SimInventoryError, SimRefusal, createSimDriver, createSimHost, forgetSimHost, loadInventoryFile, parseInventory,
   resetSimHosts, resolveSimTarget, simHost,
 } from '../../src/drivers/sim/index.ts';
 import type { Step } from '../../src/model/memory.ts';
@@ -141,6 +141,26 @@ describe('sim inventory', () => {
     writeFileSync(path, 'vms:\n  - {name: web, type: qemu, maxMemory: 8Gi}\n');
     await driver.connect();
     assert.equal((await driver.lookup({ name: 'web' })).name, 'web');
+  });
+
+  test('inventory file errors carry <file>:<line>, from the manifests\' YAML reader (syntax and validation alike)', () => {
+    const cases: [string, number, RegExp][] = [
+      ['type: qemu\nvms:\n  - name: web\n    type: qemu\n    maxMemory: 8Gx\n', 5, /vms\[0\] \(web\): maxMemory: .*unknown suffix/],
+      ['vms:\n  - name: a\n    type: qemu\n    maxMemory: 1Gi\n  - name: b\n    type: qemu\n    maxMemory: 1Gi\n    memroy: 1Gi\n', 8, /vms\[1\] \(b\)\.memroy: unknown field/],
+      ['vms: []\nfaults:\n  errorRate: 2\n', 3, /faults\.errorRate/],
+      ['vms: []\nhostMemory: 1Gi\nvms: []\n', 3, /YAML: YAML syntax error: .*unique/],
+      ['vms:\n  - name: web\n  name: again\n', 3, /YAML: YAML syntax error: /],
+      ['vms: []\n---\nvms: []\n', 3, /one YAML document/],
+    ];
+    for (const [text, line, re] of cases) {
+      const path = tmpInventory(text);
+      assert.throws(() => loadInventoryFile(path), (err: unknown) => {
+        assert.ok(err instanceof SimInventoryError, String(err));
+        assert.ok(err.message.startsWith(`sim inventory ${path}:${line}: `), `${err.message} (want line ${line})`);
+        assert.match(err.message, re);
+        return true;
+      }, text);
+    }
   });
 
   test('a missing inventory file is Unreachable; a bad URI is InvalidURI', async () => {

@@ -8,9 +8,9 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from 'node:fs';
-import { load } from 'js-yaml';
 import { parseDuration } from '../../api/duration.ts';
 import { parseQuantity } from '../../api/quantity.ts';
+import { parseYamlDocuments, type YamlPath } from '../../util/yaml.ts';
 import { canonicalUuid } from '../../api/uuid.ts';
 import { HYPERVISOR_TYPES } from '../../model/memory.ts';
 import type { HypervisorType, Limit, PowerState } from '../../model/memory.ts';
@@ -95,10 +95,14 @@ export interface SimInventory {
 
 export class SimInventoryError extends Error {
   readonly source: string;
+  readonly where: string;
+  readonly reason: string;
   constructor(source: string, where: string, reason: string) {
     super(`sim inventory ${source}: ${where}: ${reason}`);
     this.name = 'SimInventoryError';
     this.source = source;
+    this.where = where;
+    this.reason = reason;
   }
 }
 
@@ -132,14 +136,7 @@ export const SIM_INVENTORY_MAX_BYTES = 16 * 1024 * 1024;
  * otherwise point a sim: URI at a file and read it back through status).
  */
 export function loadInventoryFile(path: string): SimInventory {
-  const text = readBoundedRegularFile(path);
-  let doc: unknown;
-  try {
-    doc = load(text);
-  } catch (err) {
-    throw new SimInventoryError(path, 'YAML', yamlErrorWithoutSnippet(err));
-  }
-  return parseInventory(doc, path);
+  return parseInventoryText(readBoundedRegularFile(path), path);
 }
 
 function readBoundedRegularFile(path: string): string {
@@ -165,13 +162,6 @@ function readBoundedRegularFile(path: string): string {
   } finally {
     closeSync(fd);
   }
-}
-
-/** js-yaml's message quotes the lines around the error: keep the reason and the position only. */
-function yamlErrorWithoutSnippet(err: unknown): string {
-  const e = err as { reason?: string; mark?: { line?: number; column?: number } };
-  const reason = typeof e.reason === 'string' ? e.reason.slice(0, 120) : 'not valid YAML';
-  return e.mark?.line !== undefined ? `${reason} at line ${e.mark.line + 1}, column ${(e.mark.column ?? 0) + 1}` : reason;
 }
 
 /** A key or value from the file, shown only when it looks like an identifier (never arbitrary file content). */
@@ -435,4 +425,40 @@ function virtioMemOf(
     ...(ctx.running ? { live: devices.map((d) => ({ ...d, current: guest === 'responsive' ? d.requested : 0n })) } : {}),
     ...(ctx.persistent ? { config: devices.map((d) => ({ ...d })) } : {}),
   };
+}
+
+/**
+ * Parses inventory YAML with the manifests' reader (src/util/yaml.ts), so every
+ * error, syntax or validation, names `<file>:<line>`.
+ */
+export function parseInventoryText(text: string, path: string): SimInventory {
+  const entries = parseYamlDocuments(text);
+  const problem = entries.find((e) => e.kind === 'problem');
+  // The reader's message never quotes the text (the line number says where); capped all the same.
+  if (problem) throw new SimInventoryError(`${path}:${problem.line}`, 'YAML', problem.message.slice(0, 160));
+  const docs = entries.filter((e) => e.kind === 'document');
+  if (docs.length > 1) throw new SimInventoryError(`${path}:${docs[1]?.line ?? 1}`, 'YAML', 'an inventory is one YAML document; found a second');
+  const doc = docs[0];
+  try {
+    return parseInventory(doc?.value ?? null, path);
+  } catch (err) {
+    if (!(err instanceof SimInventoryError) || !doc) throw err;
+    // Some checks name the field in the reason ("vms[0] (web): maxMemory: …"): point at it too.
+    const field = /^([A-Za-z][A-Za-z0-9]*): /.exec(err.reason)?.[1];
+    const at = [...pathOfWhere(err.where), ...(field ? [field] : [])];
+    throw new SimInventoryError(`${path}:${doc.lineOf(at)}`, err.where, err.reason);
+  }
+}
+
+/**
+ * The document path an error's `where` names: "vms[2] (web).memory" is
+ * vms / 2 / memory (the VM's name in parentheses is only for the reader).
+ */
+function pathOfWhere(where: string): YamlPath {
+  if (where === 'top level') return [];
+  return where
+    .replace(/ \([^)]*\)/g, '')
+    .split(/\.|(?=\[)/)
+    .filter((part) => part !== '')
+    .map((part) => (/^\[\d+\]$/.test(part) ? Number(part.slice(1, -1)) : part));
 }
