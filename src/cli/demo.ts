@@ -7,8 +7,7 @@
  * take effect. Nothing here is scripted output: every line is read back from
  * the operator's status and events.
  */
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { join, resolve } from 'node:path';
 import type { Condition } from '../api/conditions.ts';
 import { conditionOf } from '../controller/conditions.ts';
 import { createLogger } from '../controller/log.ts';
@@ -20,22 +19,19 @@ import { ManifestStore } from '../standalone/store.ts';
 import type { RecordedEvent } from '../standalone/store.ts';
 import { exitCodeFor } from '../standalone/once.ts';
 import { sleep } from '../util/sleep.ts';
+import type { ParsedValues } from './args.ts';
+import { formatEvent, painterFor, vmmTable } from './console.ts';
 import type { CommandIO } from './io.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const tty = process.stdout.isTTY === true;
-const paint = (code: string, s: string) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
-const bold = (s: string) => paint('1', s);
-const dim = (s: string) => paint('2', s);
-const green = (s: string) => paint('32', s);
-const yellow = (s: string) => paint('33', s);
-const red = (s: string) => paint('31', s);
+const { bold, dim } = painterFor(process.stdout);
 
-export async function demoCommand(args: string[], io: CommandIO): Promise<number> {
-  const { values } = parseArgs({ args, options: { manifests: { type: 'string' }, watch: { type: 'boolean' }, 'log-level': { type: 'string' } } });
-  const dir = values.manifests ?? join(ROOT, 'examples', 'demo');
-  process.chdir(ROOT); // the sim URIs in the examples are relative to the repository
-  const log = createLogger({ level: values['log-level'] ?? 'silent', name: 'vmmem', stream: process.stderr });
+/** Flags arrive parsed and checked against the command table (src/cli/commands.ts). */
+export async function demoCommand(values: ParsedValues, io: CommandIO): Promise<number> {
+  const dir = typeof values.manifests === 'string' ? resolve(values.manifests) : join(ROOT, 'examples', 'demo');
+  process.chdir(ROOT); // the admin actions below name the sim inventories relative to the repository
+  const level = (typeof values['log-level'] === 'string' ? values['log-level'] : 'silent') as 'silent';
+  const log = createLogger({ level, name: 'vmmem', stream: process.stderr });
   const store = new ManifestStore(dir, {
     log,
     watch: true,
@@ -103,29 +99,10 @@ async function settle(store: ManifestStore, ms: number, until?: (o: StoredObject
 }
 
 function printEvent(io: CommandIO, e: RecordedEvent): void {
-  const name = e.object.split('/').slice(1).join('/').replace(/^default\//, '');
-  const kind = e.object.startsWith('Hypervisor') ? 'hv ' : '';
-  const type = e.type === 'Warning' ? yellow('Warning') : green('Normal ');
-  io.out(`${dim(e.time.slice(11, 19))} ${type} ${bold(`${kind}${name}`.padEnd(14))} ${e.reason.padEnd(18)} ${e.note}`);
+  io.out(formatEvent(painterFor(process.stdout), e));
 }
 
 function printTable(io: CommandIO, vmms: readonly StoredObject[], title: string): void {
-  const rows = vmms.map((o) => {
-    const ready = readyOf(o);
-    const observed = (o.status?.observed ?? {}) as Record<string, string>;
-    const pending = ((o.status?.pending ?? []) as { field: string; value: string }[]).map((p) => `${p.field}=${p.value}`).join(',');
-    const readyText = ready?.status === 'True' ? green('True ') : ready?.status === 'False' ? (ready.reason === 'RestartRequired' || ready.reason === 'AwaitingPowerOff' ? yellow('False') : red('False')) : 'Unknown';
-    return [o.metadata.name, String((o.spec as { hypervisorRef?: { name?: string } }).hypervisorRef?.name ?? ''), readyText, ready?.reason ?? '', observed.powerState ?? '', observed.maxMemory ?? '', observed.memory ?? '', observed.actualMemory ?? '', pending];
-  });
-  const head = ['NAME', 'HYPERVISOR', 'READY', 'REASON', 'POWER', 'MAX', 'MEMORY', 'ACTUAL', 'PENDING'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => strip(r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c + ' '.repeat((widths[i] ?? 0) - strip(c).length)).join('  ');
   io.out(`\n${bold(`VirtualMachineMemories ${title}:`)}`);
-  io.out(dim(line(head)));
-  for (const r of rows) io.out(line(r));
-}
-
-function strip(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/\x1b\[[0-9;]*m/g, '');
+  for (const line of vmmTable(painterFor(process.stdout), vmms)) io.out(line);
 }

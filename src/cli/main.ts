@@ -1,71 +1,80 @@
 /**
- * `vmmem`: the composition root. Each subcommand lives in its own file;
- * this one only parses the command line and sets the exit code.
+ * `vmmem`: the composition root. Each subcommand lives in its own file; the
+ * command table (commands.ts) defines its flags. This file only parses the
+ * command line, prints help, and turns errors into exit codes
+ * (docs/cli.md#exit-codes): usage errors 2, everything else 1.
  */
-import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseCommandArgs, suggestCommand, UsageError } from './args.ts';
+import type { ParsedValues } from './args.ts';
+import { commandNamed } from './commands.ts';
+import { commandHelp, topHelp } from './help.ts';
 import { processIO } from './io.ts';
-import { validateCommand } from './validate.ts';
+import type { CommandIO } from './io.ts';
 
-const USAGE = `vmmem — keeps virtual machines' memory where their owners declare it
+const VERSION = (JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 
-Usage:
-  vmmem validate -f <file|dir|->...          check manifests (exit 0 valid, 1 problems, 2 usage)
-  vmmem plan -f <manifests>... [--hypervisor <uri>] [-o table|yaml|json]
-                                              show what vmmem would do, changing nothing
-  vmmem run [--kubeconfig <path>]             run the operator against a Kubernetes cluster
-  vmmem run --manifests <dir> [--once] [-o yaml|json]
-                                              standalone mode over a directory of manifests
-  vmmem demo                                  standalone mode on the examples and the simulator
-  vmmem version
-`;
+type Handler = (values: ParsedValues, io: CommandIO) => Promise<number> | number;
 
-type Command = (args: string[]) => Promise<number> | number;
-
-const commands: Record<string, Command> = {
-  validate(args) {
-    const { values } = parseArgs({ args, options: { file: { type: 'string', short: 'f', multiple: true } }, allowPositionals: false });
-    return validateCommand(values.file ?? [], processIO);
+// Loaded on demand: `vmmem validate` never loads the operator or the Kubernetes client.
+const handlers: Record<string, Handler> = {
+  async validate(values, io) {
+    const { validateCommand } = await import('./validate.ts');
+    return validateCommand((values.filename as string[] | undefined) ?? [], io);
   },
-  async plan(args) {
+  async plan(values, io) {
     const { planCommand } = await import('./plan.ts');
-    return planCommand(args, processIO);
+    return planCommand(values, io);
   },
-  async run(args) {
+  async run(values, io) {
     const { runCommand } = await import('./run.ts');
-    return runCommand(args, processIO);
+    return runCommand(values, io);
   },
-  async demo(args) {
+  async get(values, io) {
+    const { getCommand } = await import('./get.ts');
+    return getCommand(values, io);
+  },
+  async demo(values, io) {
     const { demoCommand } = await import('./demo.ts');
-    return demoCommand(args, processIO);
+    return demoCommand(values, io);
   },
-  version() {
-    processIO.out('vmmem 0.1.0 (vmmem.io/v1alpha1)');
+  version(_values, io) {
+    io.out(`vmmem ${VERSION} (vmmem.io/v1alpha1)`);
     return 0;
   },
 };
 
-async function main(argv: string[]): Promise<number> {
+export async function main(argv: readonly string[], io: CommandIO = processIO): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-v') return handlers.version!({}, io);
   if (!name || name === '-h' || name === '--help' || name === 'help') {
-    processIO.out(USAGE);
+    const topic = name === 'help' && rest[0] ? commandNamed(rest[0]) : undefined;
+    (name ? io.out : io.err)(topic ? commandHelp(topic) : topHelp(VERSION));
     return name ? 0 : 2;
   }
-  const command = commands[name];
-  if (!command) {
-    processIO.err(`vmmem: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
+  const spec = commandNamed(name);
+  const handler = handlers[name];
+  if (!spec || !handler) {
+    const hint = suggestCommand(name);
+    io.err(`vmmem: unknown command ${JSON.stringify(name)}${hint ? ` (did you mean ${hint}?)` : ''}; see vmmem --help`);
     return 2;
   }
   try {
-    return await command(rest);
+    const parsed = parseCommandArgs(spec, rest);
+    if (parsed.help) {
+      io.out(commandHelp(spec));
+      return 0;
+    }
+    return await handler(parsed.values, io);
   } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (e.code?.startsWith('ERR_PARSE_ARGS')) {
-      processIO.err(`vmmem ${name}: ${e.message}`);
+    if (err instanceof UsageError) {
+      io.err(`vmmem ${name}: ${err.message}`);
       return 2;
     }
-    processIO.err(`vmmem ${name}: ${e.message ?? String(err)}`);
+    io.err(`vmmem ${name}: ${(err as Error).message ?? String(err)}`);
     return 1;
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+if (import.meta.main) process.exitCode = await main(process.argv.slice(2));

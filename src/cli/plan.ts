@@ -5,7 +5,6 @@
  * Exit 0: plan shown; 3: some field is Unsupported/Unsafe/Invalid; 1: a VM
  * could not be observed or the manifests are invalid; 2: usage.
  */
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { HypervisorSpecSchema } from '../api/hypervisor.ts';
 import type { HypervisorSpec } from '../api/hypervisor.ts';
@@ -19,6 +18,7 @@ import { formatValue, hotplugDetail, plan as planMemory } from '../planner/plan.
 import { expandPaths } from '../manifests/load.ts';
 import { manifestProblemLines } from '../manifests/validate.ts';
 import { ManifestStore } from '../standalone/store.ts';
+import type { ParsedValues } from './args.ts';
 import type { CommandIO } from './io.ts';
 
 interface PlanReport {
@@ -33,24 +33,16 @@ interface PlanReport {
   error?: string;
 }
 
-export async function planCommand(args: string[], io: CommandIO): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { file: { type: 'string', short: 'f', multiple: true }, hypervisor: { type: 'string' }, output: { type: 'string', short: 'o' } },
-    allowPositionals: false,
-  });
-  const output = values.output ?? 'table';
-  if (!['table', 'yaml', 'json'].includes(output)) {
-    io.err(`vmmem plan: -o must be table, yaml or json, got ${JSON.stringify(output)}`);
-    return 2;
-  }
-  const files = values.file ?? [];
+/** Flags arrive parsed and checked against the command table (src/cli/commands.ts). */
+export async function planCommand(values: ParsedValues, io: CommandIO): Promise<number> {
+  const output = (values.output as string | undefined) ?? 'table';
+  const files = (values.filename as string[] | undefined) ?? [];
   if (files.length === 0) {
     io.err('vmmem plan: no input: give -f <file|dir> (repeatable)');
     return 2;
   }
   let override: HypervisorSpec | undefined;
-  if (values.hypervisor !== undefined) {
+  if (typeof values.hypervisor === 'string') {
     const parsed = HypervisorSpecSchema.safeParse({ uri: values.hypervisor });
     if (!parsed.success) {
       io.err(`vmmem plan: --hypervisor: ${parsed.error.issues[0]?.message}`);

@@ -4,9 +4,10 @@
  * with `--manifests`. `--once` (standalone) reconciles until nothing more can
  * be done now and prints every object with its status.
  */
+import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
+import { formatDuration, parseDuration } from '../api/duration.ts';
+import { conditionOf } from '../controller/conditions.ts';
 import { createLogger } from '../controller/log.ts';
 import { Metrics, setDefaultMetrics } from '../controller/metrics.ts';
 import { startHealthServer } from '../controller/health.ts';
@@ -16,60 +17,68 @@ import { parseReachRules } from '../drivers/policy.ts';
 import type { HypervisorPolicy } from '../drivers/policy.ts';
 import type { Logger, ObjectStore, StoredObject } from '../controller/ports.ts';
 import { ManifestStore } from '../standalone/store.ts';
+import type { RecordedEvent } from '../standalone/store.ts';
 import { exitCodeFor, reconcileUntilQuiet } from '../standalone/once.ts';
+import { parseArgsOptions, UsageError } from './args.ts';
+import { commandNamed } from './commands.ts';
+import type { CommandSpec } from './commands.ts';
+import type { ParsedValues } from './args.ts';
+import { consoleLogStream, formatEvent, painterFor, statusTables } from './console.ts';
 import type { CommandIO } from './io.ts';
+import { checkStatusFile, formatObjects, StatusFileWriter, writeStatusFile } from './status-file.ts';
 
-export const RUN_OPTIONS = {
-  kubeconfig: { type: 'string' },
-  manifests: { type: 'string', multiple: true },
-  once: { type: 'boolean' },
-  output: { type: 'string', short: 'o' },
-  namespace: { type: 'string' },
-  'leader-elect': { type: 'boolean' },
-  'leader-election-namespace': { type: 'string' },
-  'leader-election-id': { type: 'string' },
-  'metrics-bind-address': { type: 'string' },
-  'health-probe-bind-address': { type: 'string' },
-  concurrency: { type: 'string' },
-  'log-level': { type: 'string' },
-  // The admin's trust boundary (docs/security.md): tenants' Hypervisors get only what these allow.
-  'allow-sim-hypervisors': { type: 'boolean' },
-  'hypervisor-allow': { type: 'string', multiple: true },
-} as const;
+/** `vmmem run`'s flags as parseArgs options, from the command table (tests check deploy/ args against it). */
+export const RUN_OPTIONS = parseArgsOptions(commandNamed('run') as CommandSpec);
 
-export async function runCommand(args: string[], io: CommandIO): Promise<number> {
-  const { values } = parseArgs({ args, options: RUN_OPTIONS, allowPositionals: false });
-  const output = values.output ?? 'yaml';
-  if (!['yaml', 'json'].includes(output)) {
-    io.err(`vmmem run: -o must be yaml or json, got ${JSON.stringify(output)}`);
-    return 2;
-  }
-  const concurrency = values.concurrency === undefined ? 4 : Number(values.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) {
-    io.err(`vmmem run: --concurrency must be an integer from 1 to 256, got ${JSON.stringify(values.concurrency)}`);
-    return 2;
+/** Flags arrive parsed and checked against the command table (src/cli/commands.ts). */
+export async function runCommand(values: ParsedValues, io: CommandIO): Promise<number> {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const manifests = values.manifests as string[] | undefined;
+  const concurrency = Number(str('concurrency') ?? '4');
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new UsageError(`--concurrency must be an integer from 1 to 256, got ${JSON.stringify(str('concurrency'))}`);
+  let timeoutMs: number;
+  try {
+    timeoutMs = parseDuration(str('timeout') ?? '5m', '--timeout');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   let policy: HypervisorPolicy;
   try {
     policy = clusterPolicy(values);
   } catch (err) {
-    io.err(`vmmem run: ${(err as Error).message}`);
-    return 2;
+    throw new UsageError((err as Error).message);
   }
-  if (values.once && !values.manifests) {
-    io.err('vmmem run: --once needs --manifests <dir> (standalone mode)');
-    return 2;
-  }
-  // With --once the objects go to stdout: keep logs on stderr so the output stays parseable.
-  const log = createLogger({ level: values['log-level'] ?? (values.once ? 'warn' : 'info'), name: 'vmmem', ...(values.once ? { stream: process.stderr } : {}) });
+  if (values.once && !manifests) throw new UsageError('--once needs --manifests <dir> (standalone mode)');
+  for (const flag of ['status-file', 'events']) if (str(flag) !== undefined && !manifests) throw new UsageError(`--${flag} is for standalone mode: add --manifests <dir>`);
+  for (const flag of ['output', 'timeout']) if (str(flag) !== undefined && !values.once) throw new UsageError(`--${flag} is for --once`);
+  if (manifests && (str('context') || str('kubeconfig') || str('namespace'))) throw new UsageError('--kubeconfig, --context and --namespace are for cluster mode; standalone mode (--manifests) reads no cluster');
+  if (manifests) checkManifestPaths(manifests);
+  const statusFile = str('status-file');
+  if (statusFile && manifests) checkStatusFile(statusFile, manifests);
 
-  if (values.manifests) {
-    const store = new ManifestStore(values.manifests, { log, watch: !values.once });
+  // With --once the objects go to stdout: keep logs on stderr so the output stays parseable.
+  const logTo = values.once ? process.stderr : process.stdout;
+  const format = str('log-format') ?? (logTo.isTTY ? 'console' : 'json');
+  const log = createLogger({
+    level: (str('log-level') ?? (values.once ? 'warn' : 'info')) as LevelName,
+    name: 'vmmem',
+    stream: format === 'console' ? consoleLogStream(logTo) : logTo,
+  });
+
+  if (manifests) {
+    const events = str('events') ?? 'auto';
+    const onEvent = eventPrinter(events === 'auto' ? (values.once ? 'none' : process.stderr.isTTY ? 'console' : 'json') : events, log);
+    const store = new ManifestStore(manifests, { log, watch: !values.once, ...(onEvent ? { onEvent } : {}) });
     // Standalone: the manifests are the user's own, and the simulator is the default demo.
     const standalone = { ...policy, allowSim: true };
-    if (values.once) return runOnce(store, log, output as 'yaml' | 'json', io, standalone);
-    return runForever(store, log, {
-      policy: standalone, concurrency, metricsAddress: values['metrics-bind-address'] ?? '0', probeAddress: values['health-probe-bind-address'] ?? '0' });
+    if (values.once) return runOnce(store, log, { policy: standalone, output: (str('output') ?? 'yaml') as OnceOutput, timeoutMs, ...(statusFile ? { statusFile } : {}) }, io);
+    const writer = statusFile ? new StatusFileWriter(store, statusFile, log) : undefined;
+    writer?.start();
+    try {
+      return await runForever(store, log, { policy: standalone, concurrency, metricsAddress: str('metrics-bind-address') ?? '0', probeAddress: str('health-probe-bind-address') ?? '0' });
+    } finally {
+      writer?.stop();
+    }
   }
 
   // Loaded on demand: standalone mode never needs the Kubernetes client.
@@ -78,20 +87,28 @@ export async function runCommand(args: string[], io: CommandIO): Promise<number>
     import('../kube/store.ts'),
     import('../kube/leader.ts'),
   ]);
-  const loaded = loadKubeConfig(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {});
+  const loaded = loadKubeConfig(str('kubeconfig') ? { kubeconfig: str('kubeconfig') as string } : {});
   const kubeConfig = loaded.kubeConfig;
-  log.info({ source: loaded.source, from: loaded.from, namespace: values.namespace ?? 'all namespaces' }, 'connecting to Kubernetes');
-  const store: ObjectStore = new KubeStore(kubeConfig, log, { ...(values.namespace ? { namespace: values.namespace } : {}), fieldManager: 'vmmem' });
+  const context = str('context');
+  if (context !== undefined) {
+    if (!kubeConfig.getContexts().some((c) => c.name === context)) {
+      throw new UsageError(`--context ${JSON.stringify(context)}: no such context in ${loaded.from} (have: ${kubeConfig.getContexts().map((c) => c.name).join(', ') || 'none'})`);
+    }
+    kubeConfig.setCurrentContext(context);
+  }
+  const namespace = str('namespace');
+  log.info({ source: loaded.source, from: loaded.from, context: kubeConfig.getCurrentContext(), namespace: namespace ?? 'all namespaces' }, 'connecting to Kubernetes');
+  const store: ObjectStore = new KubeStore(kubeConfig, log, { ...(namespace ? { namespace } : {}), fieldManager: 'vmmem' });
   return runForever(store, log, {
     policy,
     concurrency,
-    metricsAddress: values['metrics-bind-address'] ?? ':8080',
-    probeAddress: values['health-probe-bind-address'] ?? ':8081',
+    metricsAddress: str('metrics-bind-address') ?? ':8080',
+    probeAddress: str('health-probe-bind-address') ?? ':8081',
     ...(values['leader-elect']
       ? {
           leader: new LeaderElector(kubeConfig, {
-            namespace: values['leader-election-namespace'] ?? process.env.POD_NAMESPACE ?? loaded.namespace ?? 'vmmem-system',
-            name: values['leader-election-id'] ?? 'vmmem-leader',
+            namespace: str('leader-election-namespace') ?? process.env.POD_NAMESPACE ?? loaded.namespace ?? 'vmmem-system',
+            name: str('leader-election-id') ?? 'vmmem-leader',
             identity: `${process.env.POD_NAME ?? hostname()}-${Math.random().toString(36).slice(2, 8)}`,
             logger: log,
           }),
@@ -100,41 +117,73 @@ export async function runCommand(args: string[], io: CommandIO): Promise<number>
   });
 }
 
+/** A manifests path that does not exist is a usage error, before anything runs; unreadable ones are reported by the store (exit 1). */
+function checkManifestPaths(paths: readonly string[]): void {
+  for (const path of paths) {
+    if (path === '-') continue;
+    try {
+      statSync(path);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') throw new UsageError(`--manifests ${path}: no such file or directory`);
+    }
+  }
+}
+
+type LevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+type OnceOutput = 'yaml' | 'json' | 'table';
+
+/** Events as readable lines on stderr (a terminal), as JSON log entries (log collectors), or not at all. */
+function eventPrinter(mode: string, log: Logger): ((e: RecordedEvent) => void) | undefined {
+  if (mode === 'none') return undefined;
+  if (mode === 'json') return (e) => log.info({ event: e }, `event ${e.type} ${e.reason} ${e.object}`);
+  const p = painterFor(process.stderr);
+  return (e) => process.stderr.write(formatEvent(p, e) + '\n');
+}
+
 interface LeaderLike {
   run(callbacks: { onStartedLeading(signal: AbortSignal): void; onStoppedLeading(reason: 'lost' | 'released'): void }): Promise<void>;
   release(): Promise<void>;
 }
 
 /** The admin's policy from the flags: in cluster mode sim: is refused unless --allow-sim-hypervisors. */
-function clusterPolicy(values: { 'allow-sim-hypervisors'?: boolean; 'hypervisor-allow'?: string[] }): HypervisorPolicy {
-  const allow = values['hypervisor-allow'];
+function clusterPolicy(values: ParsedValues): HypervisorPolicy {
+  const allow = values['hypervisor-allow'] as string[] | undefined;
   return { allowSim: values['allow-sim-hypervisors'] === true, ...(allow ? { allow: parseReachRules(allow.join(',')) } : {}) };
 }
 
-async function runOnce(store: ManifestStore, log: Logger, output: 'yaml' | 'json', io: CommandIO, policy: HypervisorPolicy): Promise<number> {
+async function runOnce(store: ManifestStore, log: Logger, opts: { policy: HypervisorPolicy; output: OnceOutput; timeoutMs: number; statusFile?: string }, io: CommandIO): Promise<number> {
   const metrics = new Metrics();
   setDefaultMetrics(metrics);
-  const operator = new Operator({ store, log, metrics, policy });
+  const operator = new Operator({ store, log, metrics, policy: opts.policy });
+  const started = Date.now();
   try {
     await operator.start({ workers: false });
-    await reconcileUntilQuiet(store, operator.reconciler);
+    await reconcileUntilQuiet(store, operator.reconciler, { deadlineMs: opts.timeoutMs, onPass: () => reportProgress(store, started) });
     const objects = [...store.list('Hypervisor'), ...store.list('VirtualMachineMemory')];
-    io.out(formatObjects(objects, output));
-    return exitCodeFor(objects);
+    io.out(opts.output === 'table' ? statusTables(painterFor(process.stdout), objects) : formatObjects(objects, opts.output));
+    if (opts.statusFile) writeStatusFile(opts.statusFile, objects);
+    const timedOut = Date.now() - started >= opts.timeoutMs && objects.some(reconciling);
+    if (timedOut) io.err(`vmmem run --once: --timeout ${formatDuration(opts.timeoutMs)} passed with objects still converging: ${objects.filter(reconciling).map((o) => o.metadata.name).join(', ')}`);
+    for (const problem of store.problems) io.err(`vmmem run --once: ${problem}`);
+    const code = exitCodeFor(objects);
+    // A manifest that was not read, or a timeout, is a failure even when what did load converged.
+    return code === 0 && (store.problems.length > 0 || timedOut) ? 1 : code;
   } finally {
     await operator.stop();
   }
 }
 
-export function formatObjects(objects: readonly StoredObject[], output: 'yaml' | 'json'): string {
-  const list = { apiVersion: 'v1', kind: 'List', metadata: {}, items: objects.map(publicView) };
-  return output === 'json' ? JSON.stringify(list, null, 2) : stringify(list, { lineWidth: 0 }).trimEnd();
-}
+const reconciling = (o: StoredObject) => conditionOf(o, 'Reconciling')?.status === 'True';
 
-/** Objects as a user would see them from the API server (no standalone-internal uid). */
-function publicView(obj: StoredObject): StoredObject {
-  const { uid: _uid, ...metadata } = obj.metadata;
-  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: metadata as StoredObject['metadata'], spec: obj.spec, ...(obj.status ? { status: obj.status } : {}) };
+/** On long waits (a balloon settling, a virtio-mem plug), say on stderr what is still moving. */
+function reportProgress(store: ManifestStore, started: number): void {
+  const moving = store.list('VirtualMachineMemory').filter(reconciling);
+  if (moving.length === 0 || Date.now() - started < 2000) return;
+  const secs = Math.round((Date.now() - started) / 1000);
+  for (const o of moving) {
+    const c = conditionOf(o, 'Reconciling');
+    process.stderr.write(`vmmem run --once: ${secs}s: ${o.metadata.namespace}/${o.metadata.name}: ${c?.reason ?? ''}: ${c?.message ?? ''}\n`);
+  }
 }
 
 async function runForever(

@@ -44,8 +44,14 @@ export function expandPaths(paths: readonly string[]): string[] {
   return out;
 }
 
+// stdin can be read only once, but `plan` and standalone `run` read their input twice (validate,
+// then load): the first read is kept for the rest of the process.
+let stdinText: string | undefined;
+
 function readSource(file: string): string {
-  return file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  if (file !== '-') return readFileSync(file, 'utf8');
+  stdinText ??= readFileSync(0, 'utf8');
+  return stdinText;
 }
 
 /** Parses one file into objects (List items flattened) and syntax problems. */

@@ -158,6 +158,7 @@ function editDistance(a: string, b: string): number {
 export function manifestProblemLines(paths: readonly string[]): { lines: string[]; checked: number } {
   const lines: string[] = [];
   let checked = 0;
+  const seenAt = new Map<string, string>();
   for (const file of paths) {
     let loaded;
     try {
@@ -170,7 +171,21 @@ export function manifestProblemLines(paths: readonly string[]): { lines: string[
     for (const mo of loaded.objects) {
       if (isOwned(mo.object)) checked++;
       for (const p of validateManifestObject(mo)) lines.push(`${p.file}:${p.line}: ${p.object}: ${p.path}: ${p.message}`);
+      const duplicate = duplicateOf(mo, seenAt);
+      if (duplicate) lines.push(`${mo.file}:${mo.line}: ${objectLabel(mo.object)}: metadata.name: duplicate: the same ${String(mo.object.kind)} namespace/name is defined at ${duplicate} (vmmem run refuses both)`);
     }
   }
   return { lines, checked };
+}
+
+/** Where this vmmem object was first defined, when another object has its kind/namespace/name. */
+function duplicateOf(mo: ManifestObject, seenAt: Map<string, string>): string | undefined {
+  if (!isOwned(mo.object)) return undefined;
+  const meta = mo.object.metadata as Record<string, unknown> | undefined;
+  if (!meta || typeof meta.name !== 'string') return undefined;
+  const namespace = typeof meta.namespace === 'string' ? meta.namespace : 'default';
+  const id = `${String(mo.object.kind)}/${namespace}/${meta.name}`;
+  const first = seenAt.get(id);
+  if (first === undefined) seenAt.set(id, `${mo.file}:${mo.line}`);
+  return first;
 }

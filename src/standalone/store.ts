@@ -4,9 +4,10 @@
  * without Kubernetes and for trying vmmem out. Status lives in memory; the
  * directory is re-read when it changes. Same controller, same reconcilers.
  */
-import { watch } from 'node:fs';
+import { existsSync, statSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { HYPERVISOR_KIND, VMM_KIND } from '../api/group.ts';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { GROUP, HYPERVISOR_KIND, VERSION, VMM_KIND } from '../api/group.ts';
 import { expandPaths, loadManifestFile } from '../manifests/load.ts';
 import { withoutNulls } from '../api/objects.ts';
 import type { ChangeHandlers, EventType, Logger, ObjectKey, ObjectStore, ResourceKind, StoredObject } from '../controller/ports.ts';
@@ -46,6 +47,8 @@ export class ManifestStore implements ObjectStore {
   private reloadTimer: NodeJS.Timeout | undefined;
   private uidCounter = 0;
   readonly events: RecordedEvent[] = [];
+  /** What the last read could not load (unreadable paths, YAML errors, unknown apiVersions, duplicates): `run --once` exits 1 on any. */
+  problems: string[] = [];
   synced = false;
 
   constructor(paths: string | string[], opts: ManifestStoreOptions) {
@@ -74,14 +77,42 @@ export class ManifestStore implements ObjectStore {
   }
 
   private scheduleReload(): void {
-    // Editors write files in several steps: wait for the burst to end.
+    // Editors and `cp` write files in several steps: wait for the burst to end, then until every
+    // file's size and mtime hold still between two looks, so a half-written file is never applied.
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
-    this.reloadTimer = setTimeout(() => this.reload(), 200);
+    this.reloadTimer = setTimeout(() => {
+      const before = this.fileStamps();
+      this.reloadTimer = setTimeout(() => {
+        if (this.fileStamps() !== before) this.scheduleReload();
+        else this.reload({ keepOnError: true });
+      }, STABLE_MS);
+    }, 200);
   }
 
-  /** Reads every manifest again and reports what changed. Files that fail to parse keep nothing: the error is logged. */
-  reload(): void {
+  private fileStamps(): string {
+    try {
+      return expandPaths(this.paths.filter((p) => p !== '-'))
+        .map((f) => {
+          const st = statSync(f);
+          return `${f}:${st.size}:${st.mtimeMs}`;
+        })
+        .join('|');
+    } catch {
+      return 'unreadable';
+    }
+  }
+
+  /**
+   * Reads every manifest again and reports what changed. The first read loads what it can and
+   * records the rest in `problems`; a later read (`keepOnError`, the watch) that finds any problem
+   * changes nothing: a file caught mid-edit must not delete or half-apply objects.
+   */
+  reload(opts: { keepOnError?: boolean } = {}): void {
     const loaded = this.read();
+    if (opts.keepOnError && this.problems.length > 0) {
+      this.opts.log.error({ problems: this.problems }, 'manifests not reloaded: fix the problems above; the objects loaded before stay as they were');
+      return;
+    }
     const before = this.objects;
     this.objects = loaded.objects;
     const secretsChanged = [...new Set([...this.secrets.keys(), ...loaded.secrets.keys()])].filter(
@@ -113,22 +144,30 @@ export class ManifestStore implements ObjectStore {
   private read(): Loaded {
     const objects = new Map<string, StoredObject>();
     const secrets = new Map<string, Record<string, string>>();
+    const problems: string[] = [];
+    this.problems = problems;
+    const fail = (fields: Record<string, unknown>, message: string) => {
+      problems.push(message);
+      this.opts.log.error({ ...fields, err: message }, 'manifest not loaded');
+    };
     let files: string[];
     try {
       files = expandPaths(this.paths);
     } catch (err) {
-      this.opts.log.error({ paths: this.paths, err: (err as Error).message }, 'cannot read manifests');
+      fail({ paths: this.paths }, `cannot read manifests: ${(err as Error).message}`);
       return { objects: this.objects, secrets: this.secrets };
     }
+    const seenAt = new Map<string, string>();
+    const duplicates = new Set<string>();
     for (const file of files) {
       let parsed;
       try {
         parsed = loadManifestFile(file);
       } catch (err) {
-        this.opts.log.error({ file, err: (err as Error).message }, 'cannot read manifest file');
+        fail({ file }, `${file}: cannot read: ${(err as Error).message}`);
         continue;
       }
-      for (const p of parsed.problems) this.opts.log.error({ file: p.file, line: p.line, err: p.message }, 'manifest not loaded');
+      for (const p of parsed.problems) fail({ file: p.file, line: p.line }, `${p.file}:${p.line}: ${p.message}`);
       for (const mo of parsed.objects) {
         const o = withoutNulls(mo.object);
         const meta = (o.metadata ?? {}) as Record<string, unknown>;
@@ -139,10 +178,22 @@ export class ManifestStore implements ObjectStore {
           secrets.set(`${namespace}/${name}`, decodeSecret(o));
           continue;
         }
-        if (typeof o.apiVersion !== 'string' || !o.apiVersion.startsWith('vmmem.io/')) continue;
-        if (o.kind !== VMM_KIND && o.kind !== HYPERVISOR_KIND) continue;
+        if (typeof o.apiVersion !== 'string' || o.apiVersion.split('/')[0] !== GROUP) continue;
+        if (o.apiVersion !== `${GROUP}/${VERSION}` || (o.kind !== VMM_KIND && o.kind !== HYPERVISOR_KIND)) {
+          fail({ file, line: mo.line }, `${file}:${mo.line}: ${String(o.kind)}/${name}: ${o.apiVersion} ${String(o.kind)} is not served by this vmmem (it serves ${GROUP}/${VERSION} ${VMM_KIND} and ${HYPERVISOR_KIND}); not applied`);
+          continue;
+        }
         const id = `${o.kind}/${namespace}/${name}`;
-        const specText = JSON.stringify(o.spec ?? null);
+        const here = `${file}:${mo.line}`;
+        const first = seenAt.get(id);
+        if (first !== undefined) {
+          fail({ file, line: mo.line }, `${here}: ${o.kind} ${namespace}/${name}: duplicate of ${first}; neither is applied`);
+          duplicates.add(id);
+          continue;
+        }
+        seenAt.set(id, here);
+        const spec = o.kind === HYPERVISOR_KIND ? withSimPathResolved(o.spec, file) : o.spec;
+        const specText = JSON.stringify(spec ?? null);
         let gen = this.generations.get(id);
         if (!gen) {
           gen = { spec: specText, generation: 1, created: (this.opts.now?.() ?? new Date()).toISOString(), uid: `standalone-${++this.uidCounter}` };
@@ -155,10 +206,12 @@ export class ManifestStore implements ObjectStore {
           apiVersion: o.apiVersion,
           kind: o.kind,
           metadata: { ...(meta as object), name, namespace, generation: gen.generation, creationTimestamp: gen.created, uid: gen.uid },
-          spec: o.spec,
+          spec,
         });
       }
     }
+    // Which copy of a duplicate is meant cannot be known: applying either could be the wrong VM size.
+    for (const id of duplicates) objects.delete(id);
     return { objects, secrets };
   }
 
@@ -200,6 +253,45 @@ export class ManifestStore implements ObjectStore {
     if (this.events.length > 1000) this.events.shift();
     this.opts.onEvent?.(event);
   }
+}
+
+const STABLE_MS = 300;
+
+/**
+ * Standalone `sim:` inventory paths are found from the manifest file that names them, so a
+ * manifest directory works from any working directory (docs/sim.md):
+ * - a relative path (`sim:../sim/kvm.yaml`, `sim://rel/x.yaml`) is relative to the manifest's directory;
+ * - an absolute path that does not exist (`sim:///examples/sim/kvm.yaml`, the examples' form) is
+ *   looked up under the manifest's directory and each directory above it, first match wins
+ *   (a repository-rooted path); if none has it, it is left to the driver's own rules.
+ * `sim:memory:` and manifests from stdin (no file: the working directory applies) are left as they are.
+ */
+function withSimPathResolved(spec: unknown, file: string): unknown {
+  const uri = (spec as { uri?: unknown } | undefined)?.uri;
+  if (typeof uri !== 'string' || !uri.startsWith('sim:') || uri.startsWith('sim:memory:') || file === '-') return spec;
+  const rest = uri.slice('sim:'.length).replace(/^\/\//, '');
+  const [path = '', ...tail] = rest.split(/(?=[?#])/);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return spec; // the driver reports the bad encoding with its own message
+  }
+  if (decoded === '' || decoded === '/') return spec;
+  const base = dirname(resolve(file));
+  let found: string | undefined;
+  if (!isAbsolute(decoded)) found = resolve(base, decoded);
+  else if (!existsSync(decoded)) {
+    for (let dir = base; ; dir = dirname(dir)) {
+      const candidate = join(dir, decoded);
+      if (existsSync(candidate)) {
+        found = candidate;
+        break;
+      }
+      if (dirname(dir) === dir) break;
+    }
+  }
+  return found ? { ...(spec as object), uri: `sim://${found}${tail.join('')}` } : spec;
 }
 
 function decodeSecret(o: Record<string, unknown>): Record<string, string> {
