@@ -19,8 +19,9 @@ import type {
 } from '../driver.ts';
 import { DriverError } from '../driver.ts';
 import type { Limit, ObservedVM, Step, VMRef } from '../../model/memory.ts';
-import type { SimConnection, SimHost } from './host.ts';
-import { SimRefusal } from './host.ts';
+import type { SimHost } from './host.ts';
+import type { SimConnection } from './calls.ts';
+import { SimRefusal } from './calls.ts';
 import { SimInventoryError } from './inventory.ts';
 import { createSimHost, SimURIError, simHost } from './registry.ts';
 

@@ -12,120 +12,23 @@
  * One SimHost exists per inventory (a module-level registry keyed by the
  * resolved path, see registry.ts), shared by every driver in the process;
  * the same object is the out-of-band handle tests use (`simHost(path)`).
+ *
+ * Why one file of ~700 lines: SimHost is one class whose hypervisor calls,
+ * balloon/virtio-mem timers and out-of-band controls (power, restart, setLive)
+ * read and write the same private VM map and event stream; splitting the
+ * class would expose that state to make the halves talk. What stands alone
+ * is elsewhere: calls.ts (call vocabulary, SimConnection, SimRefusal),
+ * observed.ts (the driver's view of a VM), values.ts (units, PRNG, copies).
  */
 import { sleep } from '../../util/sleep.ts';
 import type { DriverEvent, VMHandle } from '../driver.ts';
 import { DriverError } from '../driver.ts';
-import type { HypervisorType, Limit, ObservedVM, PowerState, WorldValues } from '../../model/memory.ts';
+import type { HypervisorType, Limit, ObservedVM } from '../../model/memory.ts';
 import type { SimFaults, SimInventory, SimLatency, SimVirtioMem, SimVMState, SimWorld } from './inventory.ts';
 import { parseVM, SimInventoryError } from './inventory.ts';
-
-const KIB = 1024n;
-const MIB = 1024n * KIB;
-
-/** libvirt's error-class prefixes (virerror.c), as they appear in the message. */
-const LV = {
-  operationInvalid: (m: string) => `Requested operation is not valid: ${m}`,
-  invalidArg: (m: string) => `invalid argument: ${m}`,
-  argumentUnsupported: (m: string) => `argument unsupported: ${m}`,
-  noSupport: (m: string) => `this function is not supported by the connection driver: ${m}`,
-  internal: (m: string) => `internal error: ${m}`,
-  noDomain: (m: string) => `Domain not found: ${m}`,
-};
-
-/** libvirt virDomainModificationImpact flags, as booleans. */
-export interface SimAffectFlags {
-  live?: boolean;
-  config?: boolean;
-}
-
-/** vSphere VirtualMachineConfigSpec, memory part only. Values in MB; limit -1 = unlimited. */
-export interface SimReconfigSpec {
-  memoryMB?: number;
-  memoryAllocation?: { reservation?: number; limit?: number; shares?: unknown };
-}
-
-export interface SimCallRecord {
-  /** Hypervisor call name, e.g. virDomainSetMemoryFlags, ReconfigVM_Task. */
-  op: string;
-  vm?: string;
-  /** Connection id the call came on (0 = out of band). */
-  connection: number;
-  outcome: 'ok' | 'refused' | 'notFound';
-  /** Call arguments in readable form, e.g. "4194304KiB live maximum". */
-  detail?: string;
-  error?: string;
-}
-
-/** One client connection to the host (one per connected driver). */
-export class SimConnection {
-  readonly id: number;
-  readonly timeoutMs: number | undefined;
-  alive = true;
-  /** Why the connection ended, when it did. */
-  reason = '';
-  callsMade = 0;
-  readonly subscribers = new Set<(event: DriverEvent) => void>();
-  constructor(id: number, timeoutMs?: number) {
-    this.id = id;
-    this.timeoutMs = timeoutMs;
-  }
-}
-
-/** Small seeded PRNG (mulberry32): fault injection and jitter are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function cloneWorld(w: SimWorld): SimWorld {
-  return { ...w };
-}
-
-function cloneVirtioMem(v: SimVirtioMem): SimVirtioMem {
-  return {
-    ...v,
-    ...(v.live ? { live: v.live.map((d) => ({ ...d })) } : {}),
-    ...(v.config ? { config: v.config.map((d) => ({ ...d })) } : {}),
-  };
-}
-
-function cloneVM(vm: SimVMState): SimVMState {
-  return {
-    ...vm,
-    ...(vm.virtioMem ? { virtioMem: cloneVirtioMem(vm.virtioMem) } : {}),
-    ...(vm.live ? { live: cloneWorld(vm.live) } : {}),
-    ...(vm.config ? { config: cloneWorld(vm.config) } : {}),
-    ...(vm.hotAdd ? { hotAdd: { ...vm.hotAdd } } : {}),
-  };
-}
-
-function fmtBytes(b: bigint): string {
-  if (b % (1024n * MIB) === 0n) return `${b / (1024n * MIB)}Gi`;
-  if (b % MIB === 0n) return `${b / MIB}Mi`;
-  if (b % KIB === 0n) return `${b / KIB}Ki`;
-  return `${b}`;
-}
-
-/** Thrown by the hypervisor calls; the driver turns it into DriverError('Refused'). */
-export class SimRefusal extends Error {
-  readonly op: string;
-  readonly vm: string;
-  readonly hypervisorMessage: string;
-  constructor(op: string, vm: string, hypervisorMessage: string) {
-    super(`${op} on ${vm}: ${hypervisorMessage}`);
-    this.name = 'SimRefusal';
-    this.op = op;
-    this.vm = vm;
-    this.hypervisorMessage = hypervisorMessage;
-  }
-}
+import { LV, SimConnection, SimRefusal, type SimAffectFlags, type SimCallRecord, type SimReconfigSpec } from './calls.ts';
+import { observed } from './observed.ts';
+import { KIB, MIB, cloneVM, cloneWorld, domId, fmtBytes, mulberry32 } from './values.ts';
 
 export class SimHost {
   /** Registry key: the resolved inventory path, or "memory:<key>". */
@@ -814,67 +717,4 @@ function deliver(sub: (event: DriverEvent) => void, event: DriverEvent): void {
       // A subscriber's failure is its own; the host keeps going.
     }
   });
-}
-
-/** A stable small domain id for messages (libxl reports numeric ids). */
-function domId(vm: SimVMState): number {
-  return (parseInt(vm.uuid.slice(0, 4), 16) % 4000) + 1;
-}
-
-function worldValues(w: SimWorld, type: HypervisorType): WorldValues {
-  const out: WorldValues = { maxMemory: w.maxMemory, memory: w.memory };
-  if (type === 'esx') {
-    const limit = w.limit ?? 'unlimited';
-    out.memory = limit === 'unlimited' || limit > w.maxMemory ? w.maxMemory : limit;
-    out.reservation = w.reservation ?? 0n;
-    out.limit = limit;
-    return out;
-  }
-  if (w.reservation !== undefined) out.reservation = w.reservation;
-  if (w.limit !== undefined) out.limit = w.limit;
-  return out;
-}
-
-/** Builds the driver's view of a VM (both worlds, power state, balloon). */
-export function observed(vm: SimVMState): ObservedVM {
-  const power: PowerState = vm.powerState;
-  const out: ObservedVM = {
-    name: vm.name,
-    uuid: vm.uuid,
-    type: vm.type,
-    powerState: power,
-    persistent: vm.persistent,
-    balloon: { device: vm.balloon === 'none' ? 'none' : 'present' },
-    numa: vm.numa,
-  };
-  if (vm.type === 'esx') {
-    const config = worldValues(vm.config as SimWorld, 'esx');
-    out.config = config;
-    if (power === 'Running') out.live = { ...config };
-    out.hotAdd = { ...(vm.hotAdd ?? { enabled: false }) };
-    return out;
-  }
-  if (vm.live) out.live = worldValues(vm.live, vm.type);
-  if (vm.config) out.config = worldValues(vm.config, vm.type);
-  if (vm.live && vm.actual !== undefined) out.balloon.actual = vm.actual;
-  // virtio-mem, as the libvirt driver reports it: maxMemory = boot + Σ requested, memory = balloon
-  // target + Σ requested, actual = balloon + Σ current (virDomainGetInfo memory).
-  const vmem = vm.virtioMem;
-  const hot = (w: WorldValues | undefined, devs: SimVirtioMem['live'], live: boolean): void => {
-    if (!w || !devs) return;
-    const requested = devs.reduce((a, d) => a + d.requested, 0n);
-    w.hotplug = {
-      model: 'virtio-mem',
-      boot: w.maxMemory,
-      devices: devs.map((d, i) => ({ ...(live ? { alias: `virtiomem${i}`, current: d.current ?? 0n } : {}), node: 0, block: d.block, size: d.size, requested: d.requested })),
-    };
-    w.maxMemory += requested;
-    w.memory += requested;
-  };
-  if (vmem) {
-    hot(out.live, vmem.live, true);
-    hot(out.config, vmem.config, false);
-    if (out.balloon.actual !== undefined && vmem.live) out.balloon.actual += vmem.live.reduce((a, d) => a + (d.current ?? 0n), 0n);
-  }
-  return out;
 }

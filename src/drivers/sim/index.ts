@@ -7,8 +7,10 @@
  */
 export { SimDriver, createSimDriver } from './driver.ts';
 export type { SimDriverExtras } from './driver.ts';
-export { SimHost, SimConnection, SimRefusal, observed } from './host.ts';
-export type { SimAffectFlags, SimCallRecord, SimReconfigSpec } from './host.ts';
+export { SimHost } from './host.ts';
+export { SimConnection, SimRefusal } from './calls.ts';
+export type { SimAffectFlags, SimCallRecord, SimReconfigSpec } from './calls.ts';
+export { observed } from './observed.ts';
 export { SimInventoryError, parseInventory, parseVM, loadInventoryFile, uuidFromName } from './inventory.ts';
 export type { BalloonMode, SimFaults, SimInventory, SimLatency, SimVMState, SimWorld } from './inventory.ts';
 export { createSimHost, forgetSimHost, resetSimHosts, resolveSimTarget, simHost, SimURIError } from './registry.ts';
