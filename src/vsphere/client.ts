@@ -5,6 +5,7 @@
 // path), properties.ts (RetrievePropertiesEx paging, ContainerViews), watch.ts (WaitForUpdatesEx),
 // search.ts (SearchIndex and lookups), tasks.ts (waiting on tasks), specs.ts (request data
 // objects), decode.ts (response data objects), types.ts (the data).
+import { PropertyCache } from './cache.ts';
 import { VSphereNotFoundError } from './errors.ts';
 import { parseBigIntStrict } from './soap.ts';
 import { parseVmMemory } from './decode.ts';
@@ -25,6 +26,7 @@ import type { Raw, XmlNode } from './xml.ts';
 import { el, moRef } from './xml.ts';
 
 export * from './types.ts';
+export type { CachedObject, PropertyCache, SyncResult } from './cache.ts';
 export { configSpecXml, containerViewObjectSpecXml, escapeEntityName, memoryAllocationXml, objectSpecXml, propertyFilterSpecXml, sharesXml } from './specs.ts';
 export { parseMemoryAllocation, parseUpdateSet, parseVmMemory } from './decode.ts';
 
@@ -70,6 +72,11 @@ export class VSphereClient {
   /** SOAP requests sent so far (what an observation cost; re-sends after a re-login count). */
   get calls(): number {
     return this.#s.calls;
+  }
+
+  /** Runs `fn` and counts the requests it sends (not those of a watch running meanwhile). */
+  async countCalls<T>(fn: () => Promise<T>): Promise<{ result: T; calls: number }> {
+    return await this.#s.counting(fn);
   }
 
   /** maxObjects per RetrievePropertiesEx page. */
@@ -142,6 +149,14 @@ export class VSphereClient {
     opts: WatchOptions = {},
   ): Promise<Watch> {
     return await watch(this.#s, type, paths, onUpdates, opts);
+  }
+
+  /**
+   * An incremental copy of `paths` of every `type` under the root folder (cache.ts): one filter,
+   * each sync() one WaitForUpdatesEx once the first has read the whole set.
+   */
+  propertyCache(type: string, paths: readonly string[]): PropertyCache {
+    return new PropertyCache(this.#s, type, paths, this.#pageSize);
   }
 
   // Lookups ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // The session: one Transport, the service content, Login/Logout, and the call path every other
 // part of the client goes through. A call that fails with NotAuthenticated (the session expired
 // or was terminated) logs in again once, shared by all concurrent callers, and is retried once.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { VSphereError, VSphereFault, VSphereProtocolError } from './errors.ts';
 import { parseServiceContent, parseUserSession } from './decode.ts';
 import type { MoRef } from './soap.ts';
@@ -21,6 +22,9 @@ export interface SessionOptions extends TransportOptions {
 }
 
 export type Decode<T> = (res: XmlNode) => T;
+
+/** Attributes requests to the operation that made them, though other work shares the session. */
+const callCounter = new AsyncLocalStorage<{ n: number }>();
 
 const SERVICE_INSTANCE: MoRef = { type: 'ServiceInstance', value: 'ServiceInstance' };
 const NO_RELOGIN = new Set(['Login', 'Logout', 'RetrieveServiceContent']);
@@ -73,6 +77,13 @@ export class Session {
     return this.#session;
   }
 
+  /** Runs `fn` and counts the requests it (and only it) sends: what one observation cost. */
+  async counting<T>(fn: () => Promise<T>): Promise<{ result: T; calls: number }> {
+    const ctr = { n: 0 };
+    const result = await callCounter.run(ctr, fn);
+    return { result, calls: ctr.n };
+  }
+
   /** Calls `method` on `self`, logging in again once if the session has expired. */
   async call<T>(method: string, self: MoRef, params: Child[], decode: Decode<T>, timeoutMs?: number): Promise<T> {
     const gen = this.#generation;
@@ -91,6 +102,8 @@ export class Session {
   async callOnce<T>(method: string, self: MoRef, params: Child[], decode: Decode<T>, timeoutMs?: number): Promise<T> {
     const body = buildRequest(method, self, ...params);
     this.calls++;
+    const ctr = callCounter.getStore();
+    if (ctr) ctr.n++;
     const res = await this.transport.post(method, body, `urn:vim25/${this.#apiVersion}`, timeoutMs);
     const node = decodeResponse(method, res.status, res.contentType, res.body);
     try {

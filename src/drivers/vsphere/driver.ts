@@ -20,12 +20,12 @@
  * not rounded here.
  */
 import type {
-  ApplyResult, ConnectOptions, Driver, DriverErrorCode, DriverEvent, DriverFactory, HypervisorIdentity, VMHandle,
+  ApplyResult, CallOptions, ConnectOptions, Driver, DriverErrorCode, DriverEvent, DriverFactory, HostObservation, HypervisorIdentity, VMHandle,
 } from '../driver.ts';
 import { DriverError } from '../driver.ts';
-import type { Field, Limit, ObservedVM, PowerState, Step, VMRef, WorldValues } from '../../model/memory.ts';
+import type { Field, Limit, ObservedVM, Step, VMRef } from '../../model/memory.ts';
 import type {
-  MemoryAllocationSpec, MoRef, ObjectUpdate, ReconfigSpec, VmMemoryInfo, VSphereClientOptions, WatchOptions,
+  MemoryAllocationSpec, MoRef, ReconfigSpec, VmMemoryInfo, VSphereClientOptions, WatchOptions,
 } from '../../vsphere/index.ts';
 import {
   VSphereClient,
@@ -37,21 +37,12 @@ import {
   VSphereTransportError,
 } from '../../vsphere/index.ts';
 
-const MIB = 1024n * 1024n;
+import { WATCHED, eventsOf } from './events.ts';
+import { Fleet } from './fleet.ts';
+import { MIB, VSphereVMHandle, handleOf, observedOf } from './observed.ts';
 
-/** A VM found by this driver: name and BIOS uuid, plus its managed object reference. */
-export class VSphereVMHandle implements VMHandle {
-  readonly name: string;
-  readonly uuid: string;
-  readonly instanceUuid: string | undefined;
-  readonly moref: MoRef;
-  constructor(name: string, uuid: string, instanceUuid: string | undefined, moref: MoRef) {
-    this.name = name;
-    this.uuid = uuid;
-    this.instanceUuid = instanceUuid;
-    this.moref = moref;
-  }
-}
+export { eventsOf } from './events.ts';
+export { VSphereVMHandle, observedOf } from './observed.ts';
 
 export interface VSphereDriverExtras {
   /** Deadline for each ReconfigVM_Task to finish (default: the client's, 5 min). */
@@ -66,6 +57,8 @@ export class VSphereDriver implements Driver {
   readonly #extras: VSphereDriverExtras;
   #client: VSphereClient | undefined;
   #reconfigureCalls = 0;
+  #fleet: Fleet | undefined;
+  readonly #subscribers = new Set<(event: DriverEvent) => void>();
 
   constructor(options: ConnectOptions, extras: VSphereDriverExtras = {}) {
     this.#options = options;
@@ -114,7 +107,10 @@ export class VSphereDriver implements Driver {
 
   async close(): Promise<void> {
     const c = this.#client;
+    const f = this.#fleet;
     this.#client = undefined;
+    this.#fleet = undefined;
+    await f?.close();
     await c?.close();
   }
 
@@ -184,6 +180,35 @@ export class VSphereDriver implements Driver {
   }
 
   /**
+   * Every VM on the server through one PropertyCollector filter (fleet.ts): the first call reads
+   * the whole set, each later one is one WaitForUpdatesEx of what changed. Changes it sees are
+   * also given to events() subscribers (`config` for a memory reconfigure, lifecycle otherwise).
+   */
+  async observeAll(opts: CallOptions = {}): Promise<HostObservation> {
+    const op = 'WaitForUpdatesEx';
+    const c = this.#c(op);
+    if (opts.signal?.aborted) throw new DriverError('Timeout', `vsphere: ${op}: aborted before the call`, { op });
+    this.#fleet ??= new Fleet(c, (e) => this.#publish(e));
+    const fleet = this.#fleet;
+    try {
+      const { result: vms, calls } = await c.countCalls(() => fleet.observeAll());
+      return { vms, calls };
+    } catch (e) {
+      throw toDriverError(e, op);
+    }
+  }
+
+  #publish(e: DriverEvent): void {
+    for (const s of this.#subscribers) {
+      try {
+        s(e);
+      } catch {
+        // a subscriber's failure is its own
+      }
+    }
+  }
+
+  /**
    * VM changes as they happen (WaitForUpdatesEx): power changes → lifecycle `Started`/`Stopped`/
    * `Suspended`, memory reconfigures → `Reconfigured`, new/removed VMs → `Defined`/`Undefined`,
    * renames → `Renamed`. A broken watch → `disconnected` (then it re-establishes itself).
@@ -207,7 +232,11 @@ export class VSphereDriver implements Driver {
         },
         { onError: (err) => emit({ kind: 'disconnected', reason: err.message }), ...this.#extras.watch },
       );
-      return () => w.stop();
+      this.#subscribers.add(emit);
+      return async () => {
+        this.#subscribers.delete(emit);
+        await w.stop();
+      };
     } catch (e) {
       throw toDriverError(e, 'WaitForUpdatesEx');
     }
@@ -242,92 +271,7 @@ export class VSphereDriver implements Driver {
   }
 }
 
-// Events ---------------------------------------------------------------------------------------
-
-// config.changeVersion changes on every reconfigure (vcsim reports only it, not the fields changed).
-const WATCHED = [
-  'name', 'config.uuid', 'config.instanceUuid', 'runtime.powerState',
-  'config.changeVersion', 'config.hardware.memoryMB', 'config.memoryAllocation',
-];
-const POWER_EVENT: Record<string, string> = { poweredOn: 'Started', poweredOff: 'Stopped', suspended: 'Suspended' };
-
-/** Turns property-collector updates into driver events; keeps name/uuid of every VM seen. */
-export function eventsOf(updates: ObjectUpdate[], initial: boolean, known: Map<string, { name: string; uuid: string }>): DriverEvent[] {
-  const out: DriverEvent[] = [];
-  for (const u of updates) {
-    const key = u.obj.value;
-    const prev = known.get(key);
-    const vals = new Map(u.changes.map((c) => [c.name, c.val?.text]));
-    const name = vals.get('name') ?? prev?.name ?? key;
-    const uuid = vals.get('config.uuid') ?? prev?.uuid ?? vals.get('config.instanceUuid') ?? key;
-    if (u.kind === 'leave') {
-      known.delete(key);
-      out.push({ kind: 'lifecycle', vm: { name, uuid }, detail: 'Undefined' });
-      continue;
-    }
-    known.set(key, { name, uuid });
-    if (initial) continue;
-    const vm = { name, uuid };
-    if (u.kind === 'enter') {
-      out.push({ kind: 'lifecycle', vm, detail: 'Defined' });
-      continue;
-    }
-    const power = vals.get('runtime.powerState');
-    if (power !== undefined) out.push({ kind: 'lifecycle', vm, detail: POWER_EVENT[power] ?? power });
-    if (
-      vals.has('config.changeVersion') ||
-      vals.has('config.hardware.memoryMB') ||
-      u.changes.some((c) => c.name.startsWith('config.memoryAllocation'))
-    ) {
-      out.push({ kind: 'lifecycle', vm, detail: 'Reconfigured' });
-    }
-    if (vals.has('name') && prev && prev.name !== name) out.push({ kind: 'lifecycle', vm, detail: 'Renamed' });
-  }
-  return out;
-}
-
 // Pure helpers (exported for unit tests) ---------------------------------------------------------
-
-function handleOf(info: VmMemoryInfo): VSphereVMHandle {
-  return new VSphereVMHandle(info.name, info.uuid ?? info.instanceUuid ?? info.ref.value, info.instanceUuid, info.ref);
-}
-
-const POWER: Record<VmMemoryInfo['powerState'], PowerState> = {
-  poweredOn: 'Running',
-  poweredOff: 'ShutOff',
-  suspended: 'Paused',
-};
-
-/** vSphere's view of a VM → vmmem's (bytes; ESX memory = min(memoryMB, limit)). */
-export function observedOf(info: VmMemoryInfo): ObservedVM {
-  const maxMemory = BigInt(info.memoryMB) * MIB;
-  const a = info.memoryAllocation;
-  const limit: Limit = a.limit === undefined || a.limit < 0 ? 'unlimited' : BigInt(a.limit) * MIB;
-  const config: WorldValues = {
-    maxMemory,
-    memory: limit !== 'unlimited' && limit < maxMemory ? limit : maxMemory,
-    reservation: BigInt(a.reservation ?? 0) * MIB,
-    limit,
-  };
-  const powerState = POWER[info.powerState];
-  const out: ObservedVM = {
-    name: info.name,
-    uuid: info.uuid ?? info.instanceUuid ?? info.ref.value,
-    type: 'esx',
-    powerState,
-    persistent: true,
-    config,
-    balloon: { device: 'present' },
-    numa: false,
-    hotAdd: { enabled: info.memoryHotAddEnabled },
-  };
-  if (powerState !== 'ShutOff') out.live = { ...config };
-  if (info.hotPlugMemoryLimit !== undefined && info.hotPlugMemoryLimit > 0) out.hotAdd!.limit = BigInt(info.hotPlugMemoryLimit) * MIB;
-  if (info.hotPlugMemoryIncrementSize !== undefined && info.hotPlugMemoryIncrementSize > 0) {
-    out.hotAdd!.increment = BigInt(info.hotPlugMemoryIncrementSize) * MIB;
-  }
-  return out;
-}
 
 export interface StepGroup {
   steps: Step[];
