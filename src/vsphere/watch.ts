@@ -2,6 +2,8 @@
 // long-polled with WaitForUpdatesEx. The first answers (until `truncated` is false) are the whole
 // current set; after that each answer carries only what changed since the version we hold, so
 // keeping a fleet current costs one call per change batch (or per maxWaitSeconds when idle).
+import { exponentialDelay } from '../util/backoff.ts';
+import { sleep } from '../util/sleep.ts';
 import { VSphereError } from './errors.ts';
 import { parseUpdateSet } from './decode.ts';
 import { createContainerView, destroyQuietly } from './properties.ts';
@@ -30,7 +32,8 @@ class PropertyWatch implements Watch {
   #stopped = false;
   #collector: MoRef | undefined;
   #view: MoRef | undefined;
-  #wake: (() => void) | undefined;
+  /** Aborted by stop(): ends a pause between attempts at once. */
+  readonly #stopCtl = new AbortController();
   #first = true; // no initial set delivered yet: a failure now is the caller's (start rejects)
   #ready = Promise.withResolvers<void>();
   #done: Promise<void> = Promise.resolve();
@@ -60,7 +63,7 @@ class PropertyWatch implements Watch {
   async stop(): Promise<void> {
     if (this.#stopped) return this.#done;
     this.#stopped = true;
-    this.#wake?.();
+    this.#stopCtl.abort();
     await this.#cancelWait();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.#done, new Promise<void>((r) => (timer = setTimeout(r, STOP_GRACE_MS)))]);
@@ -68,11 +71,11 @@ class PropertyWatch implements Watch {
   }
 
   async #loop(): Promise<void> {
-    let delay = this.#retryMin;
+    let failures = 0;
     while (!this.#stopped) {
       try {
         await this.#setup();
-        await this.#poll(() => (delay = this.#retryMin));
+        await this.#poll(() => (failures = 0));
       } catch (e) {
         if (this.#stopped) break;
         if (this.#first) {
@@ -82,8 +85,8 @@ class PropertyWatch implements Watch {
         }
         this.#report(e);
         await this.#teardown();
-        await this.#pause(delay);
-        delay = Math.min(delay * 2, this.#retryMax);
+        // Re-establish after retryMin, doubling per failure up to retryMax; stop() ends the wait.
+        await sleep(exponentialDelay(this.#retryMin, this.#retryMax, failures++), this.#stopCtl.signal);
       }
     }
     await this.#teardown();
@@ -152,18 +155,6 @@ class PropertyWatch implements Watch {
     } catch {
       // ignore
     }
-  }
-
-  /** Sleeps before re-establishing; stop() wakes it early. */
-  async #pause(ms: number): Promise<void> {
-    await new Promise<void>((r) => {
-      const t = setTimeout(r, ms);
-      this.#wake = () => {
-        clearTimeout(t);
-        r();
-      };
-    });
-    this.#wake = undefined;
   }
 
   async #cancelWait(): Promise<void> {
