@@ -66,3 +66,46 @@ test('standalone store: a file with a YAML error is reported and skipped, the re
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('standalone store --watch: a file written slowly in pieces is applied only whole, never the half-written value', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmmem-store-'));
+  const store = new ManifestStore(dir, { log: silentLogger(), watch: true });
+  const seen: string[] = [];
+  const memory = () => String((store.get('VirtualMachineMemory', { namespace: 'default', name: 'web-01' })?.spec as { memory?: string } | undefined)?.memory);
+  try {
+    const file = join(dir, 'vmm.yaml');
+    writeFileSync(file, vmm('3Gi'));
+    await store.start({ onChange: () => seen.push(memory()) });
+    const full = vmm('2Gi');
+    const cut = full.indexOf('2G') + 2; // "memory: 2G" is itself a valid quantity: applying it would be wrong
+    writeFileSync(file, full.slice(0, cut) + '}\n');
+    // Slower than the 200 ms burst debounce, faster than the stability window: the old watch applied 2G here.
+    await new Promise((r) => setTimeout(r, 260));
+    writeFileSync(file, full);
+    await until('the whole file is applied', () => memory() === '2Gi');
+    await new Promise((r) => setTimeout(r, 600));
+    assert.deepEqual(seen.filter((m) => m !== '3Gi'), ['2Gi'], `applied along the way: ${seen.join(', ')}`);
+  } finally {
+    await store.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('standalone store --watch: a later YAML error changes nothing (objects stay, no delete)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmmem-store-'));
+  const store = new ManifestStore(dir, { log: silentLogger(), watch: true });
+  const changes: string[] = [];
+  try {
+    const file = join(dir, 'vmm.yaml');
+    writeFileSync(file, vmm('3Gi'));
+    await store.start({ onChange: (_k, key, change) => changes.push(`${change} ${key.name}`) });
+    writeFileSync(file, 'apiVersion: vmmem.io/v1alpha1\nkind: VirtualMachineMemory\nspec: [unclosed\n');
+    await until('the reload saw the problem', () => store.problems.length > 0);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(store.list('VirtualMachineMemory').length, 1);
+    assert.deepEqual(changes, ['add web-01']);
+  } finally {
+    await store.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
