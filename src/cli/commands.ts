@@ -120,6 +120,11 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: 'leader-elect', type: 'boolean', description: 'cluster: take a Lease before reconciling, so only one replica works' },
       { name: 'leader-election-namespace', type: 'string', placeholder: 'namespace', description: "cluster: the Lease's namespace (default: $POD_NAMESPACE, the kubeconfig's namespace, then vmmem-system)" },
       { name: 'leader-election-id', type: 'string', default: 'vmmem-leader', placeholder: 'name', description: "cluster: the Lease's name" },
+      { name: 'leader-election-lease-duration', type: 'string', placeholder: 'duration', description: 'cluster: how long a Lease holds without renewal (default 15s; also each shard Lease with --shards)' },
+      { name: 'leader-election-renew-deadline', type: 'string', placeholder: 'duration', description: 'cluster: a holder that cannot renew for this long stops working (default 10s; less than the lease duration)' },
+      { name: 'leader-election-retry-period', type: 'string', placeholder: 'duration', description: 'cluster: how often Leases are tried and renewed (default 2s)' },
+      { name: 'shards', type: 'string', placeholder: 'n', description: 'cluster: sharded mode, Hypervisors (with their VMMs) split into n shards (1-1024) held by the live replicas through one Lease each (docs/operations.md "Sharding"); replaces --leader-elect' },
+      { name: 'identity', type: 'string', placeholder: 'name', description: 'cluster: this replica\'s identity in Leases and status.shardOwner (default: $POD_NAME or the host name, plus a random suffix)' },
       { name: 'metrics-bind-address', type: 'string', placeholder: 'addr', description: 'Prometheus /metrics listen address; 0 turns it off (default: :8080 in cluster mode, 0 standalone)' },
       { name: 'health-probe-bind-address', type: 'string', placeholder: 'addr', description: '/healthz and /readyz listen address; 0 turns it off (default: :8081 in cluster mode, 0 standalone)' },
       {

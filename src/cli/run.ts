@@ -49,6 +49,15 @@ export async function runCommand(values: ParsedValues, io: CommandIO): Promise<n
     throw new UsageError((err as Error).message);
   }
   if (values.once && !manifests) throw new UsageError('--once needs --manifests <dir> (standalone mode)');
+  const shards = str('shards') === undefined ? undefined : Number(str('shards'));
+  if (shards !== undefined && (!Number.isInteger(shards) || shards < 1 || shards > 1024)) throw new UsageError(`--shards must be an integer from 1 to 1024, got ${JSON.stringify(str('shards'))}`);
+  if (shards !== undefined && (manifests || values['leader-elect'])) throw new UsageError('--shards is cluster mode with one Lease per shard: drop --manifests and --leader-elect');
+  let leaseTimings: LeaseTimings;
+  try {
+    leaseTimings = parseLeaseTimings(str);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   for (const flag of ['status-file', 'events']) if (str(flag) !== undefined && !manifests) throw new UsageError(`--${flag} is for standalone mode: add --manifests <dir>`);
   for (const flag of ['output', 'timeout']) if (str(flag) !== undefined && !values.once) throw new UsageError(`--${flag} is for --once`);
   if (manifests && (str('context') || str('kubeconfig') || str('namespace'))) throw new UsageError('--kubeconfig, --context and --namespace are for cluster mode; standalone mode (--manifests) reads no cluster');
@@ -98,6 +107,27 @@ export async function runCommand(values: ParsedValues, io: CommandIO): Promise<n
   }
   const namespace = str('namespace');
   log.info({ source: loaded.source, from: loaded.from, context: kubeConfig.getCurrentContext(), namespace: namespace ?? 'all namespaces' }, 'connecting to Kubernetes');
+  const leaseNamespace = str('leader-election-namespace') ?? process.env.POD_NAMESPACE ?? loaded.namespace ?? 'vmmem-system';
+  const identity = str('identity') ?? `${process.env.POD_NAME ?? hostname()}-${Math.random().toString(36).slice(2, 8)}`;
+  if (shards !== undefined) {
+    const { runSharded } = await import('./sharded.ts');
+    const metrics = new Metrics();
+    setDefaultMetrics(metrics);
+    return runSharded({
+      kubeConfig,
+      log,
+      metrics,
+      shards,
+      identity,
+      leaseNamespace,
+      namespace,
+      concurrency,
+      policy,
+      ...leaseTimings,
+      metricsAddress: str('metrics-bind-address') ?? ':8080',
+      probeAddress: str('health-probe-bind-address') ?? ':8081',
+    });
+  }
   const store: ObjectStore = new KubeStore(kubeConfig, log, { ...(namespace ? { namespace } : {}), fieldManager: 'vmmem' });
   return runForever(store, log, {
     policy,
@@ -107,14 +137,33 @@ export async function runCommand(values: ParsedValues, io: CommandIO): Promise<n
     ...(values['leader-elect']
       ? {
           leader: new LeaderElector(kubeConfig, {
-            namespace: str('leader-election-namespace') ?? process.env.POD_NAMESPACE ?? loaded.namespace ?? 'vmmem-system',
+            namespace: leaseNamespace,
             name: str('leader-election-id') ?? 'vmmem-leader',
-            identity: `${process.env.POD_NAME ?? hostname()}-${Math.random().toString(36).slice(2, 8)}`,
+            identity,
             logger: log,
+            ...leaseTimings,
           }),
         }
       : {}),
   });
+}
+
+type LeaseTimings = { leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+
+/** --leader-election-{lease-duration,renew-deadline,retry-period}: durations such as 15s (client-go's flags). */
+function parseLeaseTimings(str: (k: string) => string | undefined): LeaseTimings {
+  const ms = (flag: string) => {
+    const text = str(flag);
+    return text === undefined ? undefined : parseDuration(text, `--${flag}`);
+  };
+  const leaseDurationMs = ms('leader-election-lease-duration');
+  const renewDeadlineMs = ms('leader-election-renew-deadline');
+  const retryPeriodMs = ms('leader-election-retry-period');
+  return {
+    ...(leaseDurationMs !== undefined ? { leaseDurationMs } : {}),
+    ...(renewDeadlineMs !== undefined ? { renewDeadlineMs } : {}),
+    ...(retryPeriodMs !== undefined ? { retryPeriodMs } : {}),
+  };
 }
 
 /** A manifests path that does not exist is a usage error, before anything runs; unreadable ones are reported by the store (exit 1). */
