@@ -7,16 +7,18 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { HypervisorSpecSchema } from '../api/hypervisor.ts';
 import { parseDuration } from '../api/duration.ts';
-import { formatQuantity } from '../api/quantity.ts';
+import { formatQuantity, parseQuantity } from '../api/quantity.ts';
+import type { HypervisorSpec } from '../api/hypervisor.ts';
 import type { VMMSpec, VMMStatus } from '../api/vmm.ts';
 import { VMMSpecSchema } from '../api/vmm.ts';
-import type { Driver, VMHandle } from '../drivers/driver.ts';
+import type { Driver, HypervisorIdentity, VMHandle } from '../drivers/driver.ts';
 import { DriverError } from '../drivers/driver.ts';
 import { desiredFromSpec, describeVMRef, vmRefFromSpec } from '../model/desired.ts';
 import type { ObservedVM, Plan, Step, Verdict } from '../model/memory.ts';
 import { profileFor } from '../model/profiles.ts';
 import { formatValue, hotplugDetail, plan as planMemory } from '../planner/plan.ts';
 import { findCondition, mergeConditions, nowRFC3339 } from './conditions.ts';
+import { budgetOf, CapacityGate, capacityStatus } from './capacity.ts';
 import type { HypervisorPool } from './pool.ts';
 import { ConnectionSetupError } from './pool.ts';
 import type { Logger, ObjectKey, ObjectStore, StoredObject } from './ports.ts';
@@ -78,6 +80,8 @@ interface VMMMemo {
   staged?: Map<string, Verdict>;
   /** Balloon actual at the end of the last reconcile, to tell our own balloon events from drift. */
   lastActual?: bigint;
+  /** An unguarded or overridden shrink of this generation, kept in the Ready message (issue #15). */
+  shrinkNote?: { generation: number; guard: NonNullable<Plan['shrinkGuard']> };
 }
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; message: string; reason: 'InvalidURI' | 'InvalidSpec' };
@@ -85,6 +89,7 @@ type Parsed<T> = { ok: true; value: T } | { ok: false; message: string; reason: 
 export class Reconciler {
   private readonly opts: ReconcilerOptions;
   private readonly memo = new Map<string, VMMMemo>();
+  private readonly capacity = new CapacityGate();
 
   constructor(opts: ReconcilerOptions) {
     this.opts = opts;
@@ -165,8 +170,9 @@ export class Reconciler {
     const balloonTimeoutMs = durationOr(hvSpec.value.balloonTimeout, 'spec.balloonTimeout', DEFAULT_BALLOON_TIMEOUT_MS);
 
     let driver: Driver;
+    let identity: HypervisorIdentity;
     try {
-      driver = (await this.opts.pool.get(hvKey, hvSpec.value)).driver;
+      ({ driver, identity } = await this.opts.pool.get(hvKey, hvSpec.value));
     } catch (err) {
       const failure = connectionFailure(hvKey.name, err);
       await this.fail(obj, memo, failure);
@@ -183,7 +189,8 @@ export class Reconciler {
         await this.fail(obj, memo, { reason: 'Conflict', message: lateConflict, stalled: true });
         return {};
       }
-      return await this.converge(obj, memo, driver, vm, spec.value, { syncMs, balloonTimeoutMs });
+      const host = { name: keyString(hvKey), spec: hvSpec.value, identity };
+      return await this.converge(obj, memo, driver, vm, spec.value, { syncMs, balloonTimeoutMs }, host);
     } catch (err) {
       if (err instanceof RetryLater) throw err;
       await this.opts.pool.noteError(hvKey, err);
@@ -201,13 +208,19 @@ export class Reconciler {
     vm: VMHandle,
     spec: VMMSpec,
     timing: { syncMs: number; balloonTimeoutMs: number },
+    host: { name: string; spec: HypervisorSpec; identity: HypervisorIdentity },
   ): Promise<Result> {
     const key = { namespace: obj.metadata.namespace, name: obj.metadata.name };
     const generation = obj.metadata.generation ?? 1;
     const desired = desiredFromSpec(spec);
     let observed = await this.timeCall(driver, 'observe', () => driver.observe(vm));
     const profile = profileFor(observed.type);
-    let planned = planMemory(desired, observed, profile);
+    const planOptions = host.spec.guestHeadroom === undefined ? {} : { guard: { headroom: parseQuantity(host.spec.guestHeadroom, 'spec.guestHeadroom') } };
+    let planned = planMemory(desired, observed, profile, planOptions);
+    const gated = await this.capacity.gate(host.name, keyString(key), driver, host.spec, host.identity, observed, planned);
+    planned = gated.plan;
+    if (planned.shrinkGuard && planned.shrinkGuard.state !== 'guarded' && planned.shrinkGuard.state !== 'blocked') memo.shrinkNote = { generation, guard: planned.shrinkGuard };
+    else if (memo.shrinkNote?.generation !== generation) memo.shrinkNote = undefined;
 
     for (const r of planned.roundings) {
       const tag = `${generation}:${r.field}:${r.effective}`;
@@ -228,8 +241,10 @@ export class Reconciler {
       this.log.info({ vmm: keyString(key), vm: vm.name, steps: steps.map(describeStep) }, 'applying plan');
       try {
         await this.timeCall(driver, 'apply', () => driver.apply(vm, steps));
-        await this.event(obj, 'Normal', 'Applied', `${vm.name}: ${steps.map(describeStep).join('; ')}`, 'SetMemory');
+        const note = memo.shrinkNote?.generation === generation ? ` (${memo.shrinkNote.guard.message})` : '';
+        await this.event(obj, 'Normal', 'Applied', `${vm.name}: ${steps.map(describeStep).join('; ')}${note}`, 'SetMemory');
       } catch (err) {
+        gated.release();
         if (!(err instanceof DriverError) || err.code !== 'Refused') throw err;
         const refused = steps[err.applied.length];
         const done = err.applied.length ? `, after ${err.applied.map(describeStep).join('; ')}` : '';
@@ -238,9 +253,14 @@ export class Reconciler {
         await this.fail(obj, memo, { reason: 'HypervisorRefused', message, stalled: false, observed: now });
         throw new RetryLater('HypervisorRefused', message, { cause: err });
       }
-      observed = await this.timeCall(driver, 'observe', () => driver.observe(vm));
-      planned = planMemory(desired, observed, profile);
+      try {
+        observed = await this.timeCall(driver, 'observe', () => driver.observe(vm));
+      } finally {
+        gated.release();
+      }
+      planned = planMemory(desired, observed, profile, planOptions);
     }
+    if (memo.shrinkNote?.generation === generation && !planned.shrinkGuard) planned = { ...planned, shrinkGuard: memo.shrinkNote.guard };
 
     planned = withStagedRestarts(planned, memo);
     memo.lastActual = observed.balloon.actual;
@@ -366,6 +386,14 @@ export class Reconciler {
   // -------------------------------------------------------------------------
   // Hypervisor
 
+  /** status.capacity: one look at the whole host (undefined when the driver or host cannot say). */
+  private async hostCapacity(name: string, driver: Driver, spec: HypervisorSpec, identity: HypervisorIdentity): Promise<Record<string, unknown> | undefined> {
+    const budget = budgetOf(name, spec, identity);
+    if (!budget || !driver.observeAll) return undefined;
+    const host = await this.timeCall(driver, 'observeAll', () => (driver.observeAll as NonNullable<Driver['observeAll']>)());
+    return capacityStatus(spec, budget, host.vms);
+  }
+
   async reconcileHypervisor(key: ObjectKey): Promise<Result> {
     const obj = this.opts.store.get('Hypervisor', key);
     if (!obj) {
@@ -402,7 +430,7 @@ export class Reconciler {
     }
     const syncMs = durationOr(spec.value.syncInterval, 'spec.syncInterval', DEFAULT_SYNC_INTERVAL_MS);
     try {
-      const { identity } = await this.opts.pool.get(key, spec.value);
+      const { identity, driver } = await this.opts.pool.get(key, spec.value);
       const message = `connected to ${identity.type} ${identity.version}${identity.hostname ? ` on ${identity.hostname}` : ''}`;
       const status: Record<string, unknown> = {
         observedGeneration: generation,
@@ -421,6 +449,8 @@ export class Reconciler {
       };
       if (identity.hostname) status.hostname = identity.hostname;
       if (identity.hostMemory !== undefined) status.hostMemory = formatQuantity(identity.hostMemory);
+      const capacity = await this.hostCapacity(keyString(key), driver, spec.value, identity);
+      if (capacity) status.capacity = capacity;
       const wasConnected = findCondition(existing?.conditions, 'Connected')?.status === 'True';
       if (!wasConnected) status.lastConnectTime = nowText;
       else if (typeof obj.status?.lastConnectTime === 'string') status.lastConnectTime = obj.status.lastConnectTime;

@@ -57,6 +57,7 @@ export function observedBlock(o: ObservedVM): NonNullable<VMMStatus['observed']>
     configMemory: fmt(o.config?.memory),
   };
   for (const k of Object.keys(block) as (keyof typeof block)[]) if (block[k] === undefined) delete block[k];
+  if (o.guest) block.guest = { used: formatQuantity(o.guest.used), source: o.guest.source, ...(o.guest.sampledAt ? { sampledAt: o.guest.sampledAt } : {}) };
   const h = now?.hotplug;
   if (h) {
     block.hotplug = {
@@ -154,6 +155,9 @@ export function conditionsFor(outcome: VMMOutcome): { conditions: DesiredConditi
     const inEffect = plan.verdicts.map((v) => `${v.field} ${fmt(v.desired)}`).join(', ');
     ready = { type: 'Ready', status: 'True', reason: 'Converged', message: `in effect: ${inEffect}` };
   }
+  // A shrink vmmem could not guard (no guest statistics) or was told not to is said where users look.
+  const guard = plan.shrinkGuard;
+  if (guard && (guard.state === 'unguarded' || guard.state === 'overridden') && stalled.status !== 'True') ready.message += `; ${guard.message}`;
   return { conditions: [ready, reconciling, stalled, restart], pending, summary: `${ready.reason}: ${ready.message}` };
 }
 

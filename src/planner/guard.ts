@@ -7,8 +7,8 @@
  * The rule: after the plan the running guest must keep at least
  * `used + headroom`. Headroom defaults to 10% of use, at least 256Mi
  * (DEFAULT_HEADROOM_*), and a Hypervisor can set it (spec.guestHeadroom).
- * Below it: the steps that lower the running guest's memory are removed and
- * memory is Unsafe with reason GuestMemoryInUse, unless the VMM opts in
+ * Below it: the steps that lower memory, maxMemory or limit are removed (in
+ * every world: the field stays where it is) and memory is Unsafe with reason GuestMemoryInUse, unless the VMM opts in
  * (spec.allowUnsafeShrink). A guest that reports no statistics cannot be
  * guarded; the shrink goes ahead (the user asked for it, and refusing would
  * leave every guest without a balloon driver's stats unmanageable) and the
@@ -50,14 +50,15 @@ function heldBy(profile: Profile, v: { maxMemory: bigint; memory: bigint; limit?
   return profile.worlds === 'single' ? effectiveMemory(v.maxMemory, v.limit) : v.memory;
 }
 
-/** Does this step lower what the running guest holds? (memory, an ESX limit, a maxMemory that unplugs) */
-function lowers(step: Step, world: 'live' | 'config', profile: Profile): boolean {
-  if (step.world !== world || typeof step.to !== 'bigint') return false;
-  const from = step.from === undefined || step.from === 'unlimited' ? undefined : step.from;
-  const below = from === undefined ? step.field === 'limit' : step.to < from;
-  if (!below) return false;
-  if (step.field === 'memory' || step.field === 'maxMemory') return true;
-  return step.field === 'limit' && profile.worlds === 'single';
+/**
+ * Is this a lowering of memory, maxMemory or limit (in any world)? A blocked shrink keeps all of
+ * them where they are: the field stays as it is in every world (the next boot too), and a lowered
+ * maxMemory or hard_limit cannot slip under the memory that stays.
+ */
+function lowers(step: Step): boolean {
+  if (step.field === 'reservation' || typeof step.to !== 'bigint') return false;
+  if (step.from === undefined || step.from === 'unlimited') return step.field === 'limit';
+  return step.to < step.from;
 }
 
 /**
@@ -100,13 +101,12 @@ export function guardShrink(p: Plan, desired: DesiredMemory, observed: ObservedV
     return withGuard(p, { state: 'overridden', message });
   }
   const why = `${uses}; ${formatValue(held.after)} is below in use + headroom ${formatValue(headroom)} = ${formatValue(floor)}, so the running guest keeps ${formatValue(held.before)} (it would swap or OOM-kill). Lower the use inside the guest, raise spec.memory to at least ${formatValue(floor)}, or set spec.allowUnsafeShrink: true`;
-  return blocked(p, observed, profile, why);
+  return blocked(p, observed, why);
 }
 
 /** The plan with the steps that lower the running guest removed and their fields Unsafe. */
-function blocked(p: Plan, observed: ObservedVM, profile: Profile, why: string): Plan {
-  const world = runningWorld(profile);
-  const removed = p.steps.filter((s) => lowers(s, world, profile));
+function blocked(p: Plan, observed: ObservedVM, why: string): Plan {
+  const removed = p.steps.filter(lowers);
   const fields = new Set<Field>(['memory', ...removed.map((s) => s.field)]);
   const block = { kind: 'Unsafe' as const, reason: 'GuestMemoryInUse', why };
   const verdicts = p.verdicts.map((v) => (fields.has(v.field) ? reverdict(v, block) : v));

@@ -10,11 +10,11 @@
 // libvirt 9.0 send none), so age is the only way to see those when made out
 // of band. Where a daemon lacks the bulk call, each domain is read alone.
 import type { HostObservation } from '../driver.ts';
-import type { HypervisorType, ObservedVM } from '../../model/memory.ts';
+import type { GuestUsage, HypervisorType, ObservedVM } from '../../model/memory.ts';
 import { DomainStatsGroup, DomainXmlFlags, ErrorCode, LibvirtError, ListDomainsFlags, parseDomainXml, statNumber } from '../../libvirt/index.ts';
 import type { DomainRef, DomainStatsRecord, LibvirtClient } from '../../libvirt/index.ts';
 import { abortable, checkAborted, toDriverError } from './errors.ts';
-import { PER_DOMAIN_CALLS, configXml, isActive, observedOf, readDomainFacts } from './observe.ts';
+import { PER_DOMAIN_CALLS, configXml, guestUsageOf, isActive, observedOf, readDomainFacts } from './observe.ts';
 import type { DomainFacts, LiveTargets } from './observe.ts';
 
 interface Entry {
@@ -144,7 +144,8 @@ export async function observeHost(cache: DomainCache, ctx: HostViewContext): Pro
     const why = cache.staleReason(rec, isPersistent);
     const cached = why === undefined ? cache.get(rec.dom.uuid) : undefined;
     const needInfo = rec.dom.id !== -1 && statNumber(rec, 'balloon.current') === undefined;
-    calls += (cached ? 0 : rec.dom.id !== -1 && isPersistent ? 2 : 1) + (needInfo ? 1 : 0);
+    // Without the BALLOON group the guest's statistics need virDomainMemoryStats too (as observe() reads them).
+    calls += (cached ? 0 : rec.dom.id !== -1 && isPersistent ? 2 : 1) + (needInfo ? 2 : 0);
     jobs.push(factsFor(c, cache, rec, isPersistent, cached, needInfo).catch(goneIsUndefined));
   }
   let facts: (DomainFacts | undefined)[];
@@ -172,8 +173,11 @@ async function factsFor(c: LibvirtClient, cache: DomainCache, rec: DomainStatsRe
   const state = statNumber(rec, 'state.state') ?? (active ? 1 : 5);
   // The test driver has no BALLOON group (libvirt 9.0 test_driver.c: STATE and IOTHREAD only): ask virDomainGetInfo.
   const actualP = !active ? Promise.resolve(undefined) : needInfo ? c.domainGetInfo(dom).then((i) => i.memoryKiB) : Promise.resolve(statNumber(rec, 'balloon.current'));
+  // The BALLOON group carries the guest's statistics (balloon.available, .usable, ...) when it reports them.
+  const guest = !active ? undefined : needInfo ? await memoryStatsUsage(c, dom) : guestUsageOf((k) => statNumber(rec, `balloon.${k}`), 'libvirt memory stats');
   if (cached) {
     cached.state = state;
+    cached.guest = guest;
     cached.actualKiB = await actualP;
     if (active) cached.xml.currentMemoryKiB = cached.actualKiB ?? cached.xml.currentMemoryKiB;
     return cached;
@@ -188,9 +192,14 @@ async function factsFor(c: LibvirtClient, cache: DomainCache, rec: DomainStatsRe
   const actualKiB = await actualP;
   // The live <currentMemory> of a running domain is its balloon size, which the stats report fresher.
   if (active && actualKiB !== undefined) xml.currentMemoryKiB = actualKiB;
-  const f: DomainFacts = { name: dom.name, uuid: dom.uuid, id: dom.id, state, persistent, xml, inactiveXml, actualKiB };
+  const f: DomainFacts = { name: dom.name, uuid: dom.uuid, id: dom.id, state, persistent, xml, inactiveXml, actualKiB, guest };
   cache.store(f, gen);
   return f;
+}
+
+/** virDomainMemoryStats as observe() reads it; best effort (no balloon, no statistics: undefined). */
+function memoryStatsUsage(c: LibvirtClient, dom: DomainRef): Promise<GuestUsage | undefined> {
+  return c.domainMemoryStats(dom).then((m) => guestUsageOf((k) => m[k as keyof typeof m], 'libvirt memory stats'), () => undefined);
 }
 
 /** The fallback without virConnectGetAllDomainStats: list, then read each domain alone. */

@@ -14,7 +14,7 @@
 // in `hotplug` (src/model/memory.ts HotplugState).
 import { DriverError } from '../driver.ts';
 import type { VMHandle } from '../driver.ts';
-import type { HypervisorType, ObservedVM, WorldValues } from '../../model/memory.ts';
+import type { GuestUsage, HypervisorType, ObservedVM, WorldValues } from '../../model/memory.ts';
 import { DomainState, DomainXmlFlags, MEMORY_PARAM_UNLIMITED, parseDomainXml } from '../../libvirt/index.ts';
 import type { DomainInfo, DomainRef, DomainXmlInfo, LibvirtClient } from '../../libvirt/index.ts';
 
@@ -35,6 +35,31 @@ export interface DomainFacts {
   inactiveXml?: DomainXmlInfo | undefined;
   /** Balloon size of a running domain, KiB (virDomainGetInfo memory / stats balloon.current). */
   actualKiB?: number | undefined;
+  /** What the guest reports using (balloon statistics), when its balloon driver reports them. */
+  guest?: GuestUsage | undefined;
+}
+
+/**
+ * The guest's use from libvirt balloon statistics (KiB): `available` − `usable` (usable counts
+ * the caches the guest can drop, QEMU 2.10+/Linux 4.16+), else `available` − `unused` −
+ * `disk_caches`. QEMU reports them only while the domain has a statistics period
+ * (`<memballoon><stats period='10'/>` or `virsh dommemstat --period`); without one there is
+ * no `available`, and the guest's shrink is not guarded (docs/conditions.md GuestMemoryInUse).
+ */
+export function guestUsageOf(stat: (name: string) => number | undefined, source: string): GuestUsage | undefined {
+  const available = stat('available');
+  if (available === undefined || available <= 0) return undefined;
+  const usable = stat('usable');
+  const unused = stat('unused');
+  let usedKiB: number;
+  if (usable !== undefined) usedKiB = available - usable;
+  else if (unused !== undefined) usedKiB = available - unused - (stat('disk_caches') ?? 0);
+  else return undefined;
+  if (usedKiB < 0) return undefined;
+  const out: GuestUsage = { used: BigInt(usedKiB) * KIB, source };
+  const last = stat('last_update') ?? stat('last-update');
+  if (last !== undefined && last > 0) out.sampledAt = new Date(last * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return out;
 }
 
 /** Live balloon targets this driver set: uuid -> {domain id at the time, KiB}. */
@@ -119,6 +144,7 @@ export function observedOf(f: DomainFacts, type: HypervisorType, liveTargets: Li
     else liveTargets.delete(f.uuid);
     out.live = w;
     if (f.actualKiB !== undefined) out.balloon.actual = BigInt(f.actualKiB) * KIB;
+    if (f.guest) out.guest = f.guest;
   } else {
     liveTargets.delete(f.uuid);
   }
@@ -132,7 +158,8 @@ export function ref(vm: VMHandle): DomainRef {
 }
 
 /** Calls one per-domain read costs. */
-export const PER_DOMAIN_CALLS = 6;
+/** Calls for one running domain (a shut-off one skips virDomainMemoryStats). */
+export const PER_DOMAIN_CALLS = 7;
 
 /**
  * One domain, fresh: state, active, persistent, live XML, inactive XML and
@@ -144,6 +171,8 @@ export async function readDomainFacts(c: LibvirtClient, vm: VMHandle, op: { name
   // The inactive XML only matters for a persistent running domain; asked anyway to keep one round.
   const inactive = c.domainGetXmlDesc(d, DomainXmlFlags.INACTIVE).catch((e: unknown) => e);
   const info = c.domainGetInfo(d).catch((e: unknown) => e);
+  // Statistics are best effort: a domain without a balloon, or the test driver, has none (the no-stats path).
+  const stats = c.domainMemoryStats(d).then((m) => guestUsageOf((k) => m[k as keyof typeof m], 'libvirt memory stats'), () => undefined);
   op.name = 'virDomainGetState';
   const [state, active, persistent, liveXml] = await Promise.all([c.domainGetState(d), c.domainIsActive(d), c.domainIsPersistent(d), c.domainGetXmlDesc(d, 0)]);
   op.name = 'virDomainGetXMLDesc';
@@ -160,5 +189,6 @@ export async function readDomainFacts(c: LibvirtClient, vm: VMHandle, op: { name
   const di = i as DomainInfo;
   // A running domain's XML carries its id; a shut-off one has none.
   const id = active ? (xml.id ?? 0) : -1;
-  return { name: xml.name ?? vm.name, uuid: xml.uuid ?? vm.uuid, id, state: state.state, persistent, xml, inactiveXml, actualKiB: active ? di.memoryKiB : undefined };
+  const guest = active ? await stats : undefined;
+  return { name: xml.name ?? vm.name, uuid: xml.uuid ?? vm.uuid, id, state: state.state, persistent, xml, inactiveXml, actualKiB: active ? di.memoryKiB : undefined, guest };
 }

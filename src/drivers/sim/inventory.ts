@@ -46,6 +46,8 @@ export interface SimVMState {
   /** What the guest holds; libvirt types while running. */
   actual?: bigint;
   hotAdd?: { enabled: boolean; limit?: bigint; increment?: bigint };
+  /** What the guest reports using (issue #15: libvirt memory stats / vSphere quickStats in the sim). */
+  guestUsed?: bigint;
   /**
    * QEMU virtio-mem devices (issue #14). With them the worlds' `maxMemory` is the boot memory
    * (the NUMA cell) and `memory` the balloon target within it, as libvirt's balloon sees them.
@@ -112,7 +114,7 @@ const TOP_KEYS = new Set(['type', 'hostMemory', 'latency', 'faults', 'qemuOverhe
 const VM_KEYS = new Set([
   'name', 'uuid', 'type', 'powerState', 'maxMemory', 'memory', 'configMaxMemory', 'configMemory',
   'reservation', 'limit', 'balloon', 'balloonDelay', 'actual', 'memoryHotAddEnabled', 'hotPlugMemoryLimit',
-  'hotPlugMemoryIncrementSize', 'transient', 'numa', 'virtioMem',
+  'hotPlugMemoryIncrementSize', 'transient', 'numa', 'virtioMem', 'guestUsed',
 ]);
 
 /** A stable UUID derived from the VM name, so a reloaded inventory keeps its UUIDs. */
@@ -303,6 +305,10 @@ export function parseVM(raw: unknown, source: string, at: string): SimVMState {
   const reservation = q('reservation');
   const limit = raw.limit === undefined ? undefined : limitOf(raw.limit, source, where, 'limit');
   const actual = q('actual');
+  const guestUsed = q('guestUsed');
+  // Only a running guest reports its use, and it cannot use more than it sees.
+  if (guestUsed !== undefined && (powerState === 'ShutOff' || guestUsed > maxMemory)) fail('guestUsed', 'only for a powered-on VM, and <= maxMemory');
+  const guest = guestUsed !== undefined ? { guestUsed } : {};
 
   const isEsx = type === 'esx';
   const granularity = isEsx ? ESX_MEMORY_MB_STEP : KIB;
@@ -335,7 +341,7 @@ export function parseVM(raw: unknown, source: string, at: string): SimVMState {
     if (actual !== undefined) fail('actual', 'ESX reports no balloon actual');
     const config: SimWorld = { maxMemory, memory: maxMemory, reservation: res, limit: lim };
     return {
-      name, uuid, type, powerState, persistent: true, numa: false, config, balloon, balloonDelayMs,
+      name, uuid, type, powerState, persistent: true, numa: false, config, balloon, balloonDelayMs, ...guest,
       hotAdd: {
         enabled,
         ...(hotLimit !== undefined ? { limit: hotLimit } : {}),
@@ -380,7 +386,7 @@ export function parseVM(raw: unknown, source: string, at: string): SimVMState {
     name, uuid, type, powerState, persistent: !transient, numa,
     ...(running ? { live: world(maxMemory, memory), actual: actual ?? memory } : {}),
     ...(config ? { config } : {}),
-    balloon, balloonDelayMs,
+    balloon, balloonDelayMs, ...guest,
     ...(virtioMem ? { virtioMem } : {}),
   };
 }

@@ -32,6 +32,7 @@ export function observed(vm: SimVMState): ObservedVM {
     balloon: { device: vm.balloon === 'none' ? 'none' : 'present' },
     numa: vm.numa,
   };
+  if (vm.guestUsed !== undefined && power !== 'ShutOff') out.guest = { used: vm.guestUsed, source: 'sim guestUsed' };
   if (vm.type === 'esx') {
     const config = worldValues(vm.config as SimWorld, 'esx');
     out.config = config;

@@ -54,6 +54,10 @@ export function observedOf(info: VmMemoryInfo): ObservedVM {
     hotAdd: { enabled: info.memoryHotAddEnabled },
   };
   if (powerState !== 'ShutOff') out.live = { ...config };
+  // guestMemoryUsage is the guest's active memory (MB) as VMware Tools / the host estimate it; 0 = not reported.
+  if (powerState === 'Running' && info.quickStats.guestMemoryUsage > 0) {
+    out.guest = { used: BigInt(info.quickStats.guestMemoryUsage) * MIB, source: 'vSphere quickStats.guestMemoryUsage' };
+  }
   if (info.hotPlugMemoryLimit !== undefined && info.hotPlugMemoryLimit > 0) out.hotAdd!.limit = BigInt(info.hotPlugMemoryLimit) * MIB;
   if (info.hotPlugMemoryIncrementSize !== undefined && info.hotPlugMemoryIncrementSize > 0) {
     out.hotAdd!.increment = BigInt(info.hotPlugMemoryIncrementSize) * MIB;

@@ -315,9 +315,9 @@ describe('LibvirtDriver.observeAll on the test driver', () => {
       const running = first.vms.filter((v) => v.powerState !== 'ShutOff').length;
       const persistentRunning = first.vms.filter((v) => v.powerState !== 'ShutOff' && v.persistent).length;
       const xmlCalls = first.vms.length + persistentRunning;
-      assert.equal(first.calls, 5 + 2 + xmlCalls + running);
+      assert.equal(first.calls, 5 + 2 + xmlCalls + 2 * running);
       const second = await drv.observeAll();
-      assert.equal(second.calls, 2 + running, 'list + stats + one virDomainGetInfo per running domain');
+      assert.equal(second.calls, 2 + 2 * running, 'list + stats + virDomainGetInfo and virDomainMemoryStats per running domain');
       for (const v of second.vms) assert.deepEqual(v, await drv.observe(v), v.name);
       const tb0 = second.vms.find((v) => v.name === 'tb-0')!;
       const r = await drv.apply(tb0, [
@@ -333,7 +333,7 @@ describe('LibvirtDriver.observeAll on the test driver', () => {
     }
   });
 
-  it('without the bulk call (noBulkStats): one list and six calls per domain, same observations', async () => {
+  it('without the bulk call (noBulkStats): one list and seven calls per domain (virDomainMemoryStats included), same observations', async () => {
     await test.domainDefineXml(testDomainXml('nb-0', 256));
     const bulk = new LibvirtDriver({ uri: d.uri('test'), timeoutMs: 60_000 });
     const each = new LibvirtDriver({ uri: d.uri('test'), timeoutMs: 60_000 }, { noBulkStats: true });
@@ -341,7 +341,7 @@ describe('LibvirtDriver.observeAll on the test driver', () => {
     await each.connect();
     try {
       const a = await each.observeAll();
-      assert.equal(a.calls, 5 + 1 + 6 * a.vms.length);
+      assert.equal(a.calls, 5 + 1 + 7 * a.vms.length);
       const b = await bulk.observeAll();
       assert.deepEqual(byUuid(a.vms), byUuid(b.vms));
     } finally {
