@@ -365,11 +365,17 @@ export function tinyDomainXml(name: string, o: TinyDomainOptions = {}): string {
 export async function removeDomain(c: LibvirtClient, name: string): Promise<void> {
   try {
     const dom = await c.lookupDomainByName(name);
-    if (await c.domainIsActive(dom)) await c.domainDestroy(dom);
+    // The domain may stop between the check and the destroy (a daemon restart, its own
+    // on_poweroff): "domain is not running" then means the destroy is already done.
+    if (await c.domainIsActive(dom)) await c.domainDestroy(dom).catch(ignoreNotRunning);
     if (await c.domainIsPersistent(dom)) await c.domainUndefine(dom);
   } catch (e) {
     if (!(e instanceof LibvirtError && e.code === ErrorCode.NO_DOMAIN)) throw e;
   }
+}
+
+function ignoreNotRunning(e: unknown): void {
+  if (!(e instanceof LibvirtError && e.code === ErrorCode.OPERATION_INVALID)) throw e;
 }
 
 /** Hard power-off, as `virsh destroy` does. */
