@@ -45,7 +45,7 @@ test('the VMM CRD carries the CEL rules, printer columns and short names DESIGN 
   assert.deepEqual(version.subresources, { status: {} });
   assert.deepEqual(
     version.additionalPrinterColumns.map((c: { name: string }) => c.name),
-    ['Ready', 'VM', 'Max', 'Memory', 'Actual', 'Pending', 'Reason', 'Age'],
+    ['Ready', 'VM', 'Max', 'Memory', 'Actual', 'Pending', 'Guest', 'Reason', 'Age'],
   );
   const spec = version.schema.openAPIV3Schema.properties.spec;
   const rules = spec['x-kubernetes-validations'].map((r: { fieldPath: string }) => r.fieldPath);
