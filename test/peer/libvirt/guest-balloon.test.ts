@@ -75,8 +75,20 @@ test('memory statistics: the guest driver reports usable, available and unused (
   assert.equal(stats.available, g.memTotalKiB());
 });
 
-test('vmmem shrinks the balloon to 256Mi: balloon.current follows, the guest gives the memory back, Ready', async () => {
+test('the default guest headroom (at least 256Mi over what the guest uses) refuses 256Mi: GuestMemoryInUse, the balloon is not touched', async () => {
   writeManifests(dir, { uri, balloonTimeout: '90s' }, { vm: { name: NAME }, maxMemory: '384Mi', memory: '256Mi' });
+  const r = await runOnce(dir);
+  assert.notEqual(r.code, 0, show(r));
+  assert.equal(cond(vmmOf(r), 'Ready')?.reason, 'GuestMemoryInUse', show(r));
+  assert.equal(cond(vmmOf(r), 'Stalled')?.status, 'True', show(r));
+  // The guard read the guest's own statistics, not a guess.
+  assert.equal((vmmOf(r)?.status as { observed?: { guest?: { source?: string } } })?.observed?.guest?.source, 'libvirt memory stats', show(r));
+  assert.equal((await c.domainGetInfo(g.dom)).memoryKiB, 384 * MiB, 'nothing was sent to the balloon');
+});
+
+test('vmmem shrinks the balloon to 256Mi (guestHeadroom 64Mi): balloon.current follows, the guest gives the memory back, Ready', async () => {
+  // The guest uses ~30 MiB (busybox), so 256Mi keeps well over 64Mi free in it.
+  writeManifests(dir, { uri, balloonTimeout: '90s', guestHeadroom: '64Mi' }, { vm: { name: NAME }, maxMemory: '384Mi', memory: '256Mi' });
   const r = await runOnce(dir);
   assert.equal(r.code, 0, show(r));
   assert.equal(cond(vmmOf(r), 'Ready')?.status, 'True', show(r));
