@@ -126,6 +126,10 @@ export const VMMSpecSchema = z
       .boolean()
       .optional()
       .meta({ description: 'Explicit opt-in to shrinking a running guest below what it reports using plus headroom (Hypervisor spec.guestHeadroom; default 10% of use, at least 256Mi). Without it such a shrink is Unsafe with reason GuestMemoryInUse and nothing is sent. Default false.' }),
+    suspend: z
+      .boolean()
+      .optional()
+      .meta({ description: 'true: vmmem makes no hypervisor call for this VM (neither observes nor changes it) and reports Ready=False reason Suspended, until set back to false. Default false.' }),
   })
   .superRefine((spec, ctx) => {
     for (const rule of SPEC_RULES) {
@@ -201,6 +205,10 @@ export const VMMStatusSchema = z
     observed: ObservedSchema.optional(),
     pending: z.array(PendingSchema).optional().meta({ description: 'Every declared value waiting for a restart or power-off.' }),
     lastSyncTime: z.string().optional().meta({ description: 'When vmmem last observed the VM.', format: 'date-time' }),
+    lastHandledReconcileAt: z
+      .string()
+      .optional()
+      .meta({ description: 'The value of the vmmem.io/reconcile-requested-at annotation the last reconcile handled (Flux\'s lastHandledReconcileAt).' }),
   })
   .meta({ description: 'What vmmem observed and did. Written only by vmmem.' });
 

@@ -18,7 +18,7 @@ import type { HypervisorPolicy } from '../drivers/policy.ts';
 import type { Logger, ObjectStore, StoredObject } from '../controller/ports.ts';
 import { ManifestStore } from '../standalone/store.ts';
 import type { RecordedEvent } from '../standalone/store.ts';
-import { exitCodeFor, reconcileUntilQuiet } from '../standalone/once.ts';
+import { exitCodeFor, ONCE_SHORT_REQUEUE_MS, reconcileUntilQuiet } from '../standalone/once.ts';
 import { parseArgsOptions, UsageError } from './args.ts';
 import { commandNamed } from './commands.ts';
 import type { CommandSpec } from './commands.ts';
@@ -203,11 +203,11 @@ function clusterPolicy(values: ParsedValues): HypervisorPolicy {
 async function runOnce(store: ManifestStore, log: Logger, opts: { policy: HypervisorPolicy; output: OnceOutput; timeoutMs: number; statusFile?: string }, io: CommandIO): Promise<number> {
   const metrics = new Metrics();
   setDefaultMetrics(metrics);
-  const operator = new Operator({ store, log, metrics, policy: opts.policy });
+  const operator = new Operator({ store, log, metrics, policy: opts.policy, once: { shortRequeueMs: ONCE_SHORT_REQUEUE_MS } });
   const started = Date.now();
   try {
     await operator.start({ workers: false });
-    await reconcileUntilQuiet(store, operator.reconciler, { deadlineMs: opts.timeoutMs, onPass: () => reportProgress(store, started) });
+    await reconcileUntilQuiet(operator, { deadlineMs: opts.timeoutMs, onPass: () => reportProgress(store, started) });
     const objects = [...store.list('Hypervisor'), ...store.list('VirtualMachineMemory')];
     io.out(opts.output === 'table' ? statusTables(painterFor(process.stdout), objects) : formatObjects(objects, opts.output));
     if (opts.statusFile) writeStatusFile(opts.statusFile, objects);

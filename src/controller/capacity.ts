@@ -2,12 +2,12 @@
  * Host capacity in the controller (issue #15.2): the Hypervisor's
  * status.capacity, and the gate a VMM's plan passes before anything is sent.
  * The rules are the planner's (src/planner/capacity.ts); this file only
- * gathers the host's VMs (one observeAll) and remembers the raises in flight,
+ * reads the host's VMs from its host view and remembers the raises in flight,
  * so two VMMs reconciled at once on one host are checked against each other.
  */
 import type { HypervisorSpec, HypervisorStatus } from '../api/hypervisor.ts';
 import { formatQuantity, parseQuantity } from '../api/quantity.ts';
-import type { Driver, HypervisorIdentity } from '../drivers/driver.ts';
+import type { HypervisorIdentity } from '../drivers/driver.ts';
 import type { ObservedVM, Plan } from '../model/memory.ts';
 import { checkChanges, commitmentOf, holdForCapacity, hostCapacity, hostVMOf, parseOvercommitRatio, proposedChange } from '../planner/capacity.ts';
 import type { HostBudget, ProposedChange } from '../planner/capacity.ts';
@@ -56,19 +56,22 @@ export class CapacityGate {
   /**
    * Holds `plan` (nothing sent, Unsafe HostCapacityExceeded) when it would raise the VM's
    * commitment past the host's budget or its reservation past what the host can reserve.
-   * Costs one observeAll, only for a plan that raises something on a host with a budget.
+   * `hostVMs` are the host's VMs as its host view holds them (hostview.ts: the last re-list,
+   * patched by every apply and fresh read), so the gate costs no call; undefined when the
+   * driver has no bulk observation (the gate cannot see the host and lets the plan through).
+   * Synchronous on purpose: the check and the record of the raise in flight happen with no
+   * await between them, so two VMMs reconciled at once cannot both take the last GiB.
    */
-  async gate(hv: string, vmm: string, driver: Driver, spec: HypervisorSpec, identity: HypervisorIdentity, observed: ObservedVM, plan: Plan): Promise<Gated> {
+  gate(hv: string, vmm: string, budget: HostBudget | undefined, hostVMs: readonly ObservedVM[] | undefined, observed: ObservedVM, plan: Plan): Gated {
     const change = proposedChange(vmm, observed, plan);
-    if (!change || !driver.observeAll) return { plan, release: NO_RELEASE };
+    if (!change || !hostVMs || !budget) return { plan, release: NO_RELEASE };
     const me = hostVMOf(observed);
     const grows = change.maxMemory > commitmentOf(me) && me.poweredOn;
     const reserves = change.reservation > me.reservation && me.poweredOn;
-    const budget = budgetOf(hv, spec, identity);
-    if (!budget || !((grows && budget.ratio !== undefined) || reserves)) return { plan, release: NO_RELEASE };
-    const host = await driver.observeAll();
-    // Our own VM as just observed (fresher than the host view), the others as the host reports them.
-    const vms = host.vms.filter((v) => v.uuid.toLowerCase() !== observed.uuid.toLowerCase()).map(hostVMOf);
+    if (!((grows && budget.ratio !== undefined) || reserves)) return { plan, release: NO_RELEASE };
+    // Our own VM as just observed (fresher than the host view), the others as the view holds them.
+    const uuid = observed.uuid.toLowerCase();
+    const vms = hostVMs.filter((v) => v.uuid.toLowerCase() !== uuid).map(hostVMOf);
     vms.push(me);
     const mine = this.inflight.get(hv) ?? new Map<string, ProposedChange>();
     const others = [...mine.values()].filter((c) => c.key !== vmm);

@@ -91,6 +91,11 @@ export class HypervisorPool {
     return pending;
   }
 
+  /** The connected driver, if there is one (never connects). */
+  peek(key: ObjectKey): Driver | undefined {
+    return this.entries.get(keyString(key))?.driver;
+  }
+
   private async connect(key: ObjectKey, spec: HypervisorSpec, credentials: Credentials, fingerprint: string): Promise<Entry> {
     const id = keyString(key);
     if (spec.tls?.insecureSkipVerify && !this.warnedInsecure.has(id)) {

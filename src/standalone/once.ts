@@ -1,49 +1,42 @@
 /**
  * `--once`: reconcile every object until nothing more can be done now —
  * each VMM is converged, stalled, failing, or waiting on something outside
- * vmmem (a restart, a power-off, the next sync) — then report.
+ * vmmem (a restart, a power-off, the next sync) — then report. It runs the
+ * long-running operator's own queues and reconcilers (issue #17.1); the
+ * operator, built with `once`, does not retry failures and drops requeues
+ * longer than `shortRequeueMs`, so its queues empty when the work is done.
  */
 import { conditionOf } from '../controller/conditions.ts';
-import type { ObjectStore, StoredObject } from '../controller/ports.ts';
-import type { Reconciler, Result } from '../controller/reconciler.ts';
+import type { Operator } from '../controller/operator.ts';
+import type { StoredObject } from '../controller/ports.ts';
 import { sleep } from '../util/sleep.ts';
 
+/** A requeue sooner than this means "still converging" (balloon settling, first pass). */
+export const ONCE_SHORT_REQUEUE_MS = 10_000;
+const QUIET_POLL_MS = 20;
+/** onPass (progress on stderr) at most this often. */
+const PASS_EVERY_MS = 1000;
+
 export interface OnceOptions {
-  /** A requeue sooner than this means "still converging" (balloon settling, first pass). */
-  shortRequeueMs?: number;
   /** Give up waiting after this long (a balloon timeout is normally shorter). */
   deadlineMs?: number;
   onPass?: () => void;
 }
 
-export async function reconcileUntilQuiet(store: ObjectStore, reconciler: Reconciler, opts: OnceOptions = {}): Promise<void> {
-  const short = opts.shortRequeueMs ?? 10_000;
+/** Starts the operator's workers (its caches must be started) and resolves once its queues are quiet. */
+export async function reconcileUntilQuiet(operator: Operator, opts: OnceOptions = {}): Promise<void> {
   const deadline = Date.now() + (opts.deadlineMs ?? 5 * 60_000);
-  const run = async (fn: () => Promise<Result>): Promise<number | undefined> => {
-    try {
-      const r = await fn();
-      return r.requeueAfter !== undefined && r.requeueAfter <= short ? r.requeueAfter : undefined;
-    } catch {
-      // The reconciler wrote the failure into status; --once reports it, it does not retry forever.
-      return undefined;
+  operator.startWorkers();
+  // Quiet twice in a row: a finished reconcile may queue a follow-up in the same tick.
+  let quietPolls = 0;
+  let passAt = Date.now();
+  while (Date.now() < deadline && quietPolls < 2) {
+    await sleep(QUIET_POLL_MS);
+    quietPolls = operator.quiet() ? quietPolls + 1 : 0;
+    if (Date.now() - passAt >= PASS_EVERY_MS) {
+      passAt = Date.now();
+      opts.onPass?.();
     }
-  };
-  for (const hv of store.list('Hypervisor')) await run(() => reconciler.reconcileHypervisor(hv.metadata));
-  let keys = store.list('VirtualMachineMemory').map((o) => o.metadata);
-  while (keys.length > 0) {
-    const again: typeof keys = [];
-    let wait = Infinity;
-    for (const key of keys) {
-      const soon = await run(() => reconciler.reconcileVMM(key));
-      if (soon !== undefined) {
-        again.push(key);
-        wait = Math.min(wait, soon);
-      }
-    }
-    opts.onPass?.();
-    if (again.length === 0 || Date.now() + wait > deadline) break;
-    await sleep(wait);
-    keys = again;
   }
 }
 

@@ -4,7 +4,7 @@
 // message naming the offending field, and the hypervisor must see no memory call at all
 // (the sim host's call counters: no virDomainSetMemoryFlags / virDomainSetMemoryParameters /
 // ReconfigVM_Task). For specs the schema accepts, every memory call the host saw must carry a value
-// the spec declared (no invented values), and the reconcile must not throw anything but RetryLater.
+// the spec declared (no invented values), and the reconcile must not throw anything but RetryableError (retried) or TerminalError (stalled, not retried).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,8 @@ import { VMMSpecSchema } from '../../src/api/vmm.ts';
 import { parseQuantity } from '../../src/api/quantity.ts';
 import { silentLogger } from '../../src/controller/log.ts';
 import { Operator } from '../../src/controller/operator.ts';
-import { RetryLater } from '../../src/controller/reconciler.ts';
+import { RetryableError } from '../../src/controller/reconcile-support.ts';
+import { TerminalError } from '../../src/controller/runner.ts';
 import { ManifestStore } from '../../src/standalone/store.ts';
 import { resetSimHosts, simHost } from '../../src/drivers/sim/index.ts';
 import type { SimHost } from '../../src/drivers/sim/index.ts';
@@ -67,7 +68,7 @@ async function reconcileSpec(spec: unknown): Promise<{ name: string; error: unkn
   store.reload();
   let error: unknown;
   try {
-    await operator.reconciler.reconcileVMM({ namespace: 'default', name });
+    await operator.vmmReconciler.reconcile({ namespace: 'default', name });
   } catch (e) {
     error = e;
   }
@@ -86,7 +87,7 @@ test('fuzz: an invalid spec that slips past (standalone) ends Stalled naming the
       invalid++;
       host.resetCalls();
       const { name, error } = await reconcileSpec(spec);
-      assert.equal(error, undefined, `reconcile threw for an invalid spec: ${String(error)}`);
+      assert.ok(error instanceof TerminalError, `an invalid spec ends the reconcile with a TerminalError (not retried), got: ${String(error)}`);
       const stalled = cond(name, 'Stalled');
       assert.equal(stalled?.status, 'True', `not Stalled for ${JSON.stringify(spec)}: ${JSON.stringify(stalled)}`);
       assert.equal(stalled?.reason, 'InvalidSpec');
@@ -111,7 +112,7 @@ test('fuzz: a valid spec reconciles without an unexpected throw, and the host on
       valid++;
       host.resetCalls();
       const { name, error } = await reconcileSpec(spec);
-      if (error !== undefined) assert.ok(error instanceof RetryLater, `unexpected throw: ${(error as Error)?.stack ?? String(error)}`);
+      if (error !== undefined) assert.ok(error instanceof RetryableError || error instanceof TerminalError, `unexpected throw: ${(error as Error)?.stack ?? String(error)}`);
       const ready = cond(name, 'Ready');
       assert.ok(ready, 'no Ready condition written');
       // Every memory value sent to the host is one the spec declared (bytes → KiB in the call detail).

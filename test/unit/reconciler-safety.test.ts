@@ -10,7 +10,9 @@ import type { Condition } from '../../src/api/conditions.ts';
 import { silentLogger } from '../../src/controller/log.ts';
 import { HypervisorPool } from '../../src/controller/pool.ts';
 import type { ChangeHandlers, ObjectKey, ObjectStore, ResourceKind, StoredObject } from '../../src/controller/ports.ts';
-import { Reconciler } from '../../src/controller/reconciler.ts';
+import { HostViews } from '../../src/controller/hostview.ts';
+import { HypervisorReconciler } from '../../src/controller/hypervisor-reconciler.ts';
+import { VMMReconciler } from '../../src/controller/vmm-reconciler.ts';
 import { createSimHost, resetSimHosts } from '../../src/drivers/sim/index.ts';
 import type { SimHost } from '../../src/drivers/sim/index.ts';
 
@@ -50,7 +52,8 @@ class Store implements ObjectStore {
 
 const GiB = 1024n * 1024n * 1024n;
 let store: Store;
-let reconciler: Reconciler;
+let reconciler: VMMReconciler;
+let hypervisors: HypervisorReconciler;
 let host: SimHost;
 
 beforeEach(() => {
@@ -70,11 +73,14 @@ beforeEach(() => {
   store = new Store();
   store.put('Hypervisor', 'sim-a', { uri: 'sim:memory:safety-test', capacity: { overcommitRatio: '1.0' } });
   const log = silentLogger();
-  reconciler = new Reconciler({ store, pool: new HypervisorPool({ store, log }), log, jitter: 0 });
+  const pool = new HypervisorPool({ store, log });
+  const views = new HostViews();
+  reconciler = new VMMReconciler({ store, pool, views, log, jitter: 0 });
+  hypervisors = new HypervisorReconciler({ store, pool, views, log, jitter: 0 });
 });
 
 const vmm = (name: string, spec: Record<string, unknown>) => store.put('VirtualMachineMemory', name, { hypervisorRef: { name: 'sim-a' }, vm: { name }, ...spec });
-const reconcile = (name: string) => reconciler.reconcileVMM({ namespace: 'default', name });
+const reconcile = (name: string) => reconciler.reconcile({ namespace: 'default', name });
 const status = (name: string) => store.get('VirtualMachineMemory', { namespace: 'default', name })?.status as { conditions: Condition[]; observed: Record<string, unknown> };
 const cond = (name: string, type: string) => status(name).conditions.find((c) => c.type === type);
 const sets = () => Object.entries(host.calls).filter(([op]) => /SetMemory/.test(op)).reduce((n, [, c]) => n + c, 0);
@@ -120,11 +126,30 @@ test('16Gi host, overcommitRatio "1.0", 8Gi + 4Gi running: raising the 4Gi one t
   assert.match(cond('idle', 'Stalled')?.message ?? '', /host default\/sim-a.*budget of 16Gi/);
   assert.equal(host.vm('idle')?.config?.maxMemory, 4n * GiB);
   assert.equal(writes(), before, 'nothing sent');
-  await reconciler.reconcileHypervisor({ namespace: 'default', name: 'sim-a' });
+  await hypervisors.reconcile({ namespace: 'default', name: 'sim-a' });
   const cap = (store.get('Hypervisor', { namespace: 'default', name: 'sim-a' })?.status as { capacity: Record<string, unknown> }).capacity;
   assert.deepEqual(cap, { hostMemory: '16Gi', committed: '12Gi', reservations: '0', vms: 3, overcommitRatio: '1.0', budget: '16Gi', free: '4Gi' });
   vmm('idle', { maxMemory: '8Gi', memory: '4Gi' });
   await reconcile('idle');
   assert.equal(host.vm('idle')?.config?.maxMemory, 8n * GiB, 'a raise that fits is applied');
   assert.ok(writes() > before);
+});
+
+test('two raises at once on a host with room for one: exactly one is applied, the other is HostCapacityExceeded; the gate reads the host view (no observeAll per raise)', async () => {
+  // Both VMMs seen once, so the host view is listed and each later pass starts from it.
+  vmm('busy', { maxMemory: '8Gi' });
+  vmm('idle', { maxMemory: '4Gi' });
+  await reconcile('busy');
+  await reconcile('idle');
+  const lists = host.calls.virConnectGetAllDomainStats ?? 0;
+  assert.ok(lists > 0, 'the host view was listed');
+  vmm('busy', { maxMemory: '12Gi' });
+  vmm('idle', { maxMemory: '8Gi' });
+  await Promise.all([reconcile('busy'), reconcile('idle')]);
+  const held = ['busy', 'idle'].filter((n) => cond(n, 'Stalled')?.reason === 'HostCapacityExceeded');
+  assert.equal(held.length, 1, `one held, got ${JSON.stringify(['busy', 'idle'].map((n) => cond(n, 'Stalled')))}`);
+  const raised = ['busy', 'idle'].filter((n) => host.vm(n)?.config?.maxMemory !== { busy: 8n * GiB, idle: 4n * GiB }[n]);
+  assert.equal(raised.length, 1, 'the other raise was applied');
+  assert.notEqual(raised[0], held[0]);
+  assert.equal(host.calls.virConnectGetAllDomainStats ?? 0, lists, 'no observeAll for the gate');
 });

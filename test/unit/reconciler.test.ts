@@ -9,7 +9,12 @@ import type { Condition } from '../../src/api/conditions.ts';
 import { silentLogger } from '../../src/controller/log.ts';
 import { HypervisorPool } from '../../src/controller/pool.ts';
 import type { ChangeHandlers, EventType, ObjectKey, ObjectStore, ResourceKind, StoredObject } from '../../src/controller/ports.ts';
-import { Reconciler, RetryLater } from '../../src/controller/reconciler.ts';
+import { HostViews } from '../../src/controller/hostview.ts';
+import { HypervisorReconciler } from '../../src/controller/hypervisor-reconciler.ts';
+import { RetryableError } from '../../src/controller/reconcile-support.ts';
+import { TerminalError } from '../../src/controller/runner.ts';
+import { VMMIndex } from '../../src/controller/vmm-index.ts';
+import { VMMReconciler } from '../../src/controller/vmm-reconciler.ts';
 import { createSimHost, resetSimHosts } from '../../src/drivers/sim/index.ts';
 import type { SimHost } from '../../src/drivers/sim/index.ts';
 
@@ -61,7 +66,9 @@ class MemoryStore implements ObjectStore {
 }
 
 let store: MemoryStore;
-let reconciler: Reconciler;
+let reconciler: VMMReconciler;
+let hypervisors: HypervisorReconciler;
+let resynced: string[] = [];
 let host: SimHost;
 let clock = 0;
 
@@ -79,8 +86,14 @@ function status(name: string) {
   return store.get('VirtualMachineMemory', { namespace: 'default', name })?.status as Record<string, unknown> & { pending?: { field: string; reason: string }[]; observed?: Record<string, string> };
 }
 
-const reconcile = (name: string) => reconciler.reconcileVMM({ namespace: 'default', name });
-const setCalls = () => Object.entries(host.calls).filter(([op]) => /SetMemory|Reconfig/.test(op)).reduce((n, [, c]) => n + c, 0);
+const reconcile = (name: string) => reconciler.reconcile({ namespace: 'default', name });
+/** The host resync the Hypervisor reconciler runs every syncInterval: the VMM keys it would queue. */
+async function resync(): Promise<string[]> {
+  resynced = [];
+  await hypervisors.reconcile({ namespace: 'default', name: HV });
+  return resynced;
+}
+const totalCalls = () => Object.values(host.calls).reduce((n, c) => n + c, 0);
 
 beforeEach(() => {
   resetSimHosts();
@@ -99,7 +112,25 @@ beforeEach(() => {
   store = new MemoryStore();
   store.put({ apiVersion: 'vmmem.io/v1alpha1', kind: 'Hypervisor', metadata: { name: HV }, spec: { uri: 'sim:memory:reconciler-test', syncInterval: '1m', balloonTimeout: '2m' } });
   const log = silentLogger();
-  reconciler = new Reconciler({ store, pool: new HypervisorPool({ store, log }), log, now: () => clock, jitter: 0 });
+  const pool = new HypervisorPool({ store, log });
+  const views = new HostViews({ now: () => clock });
+  reconciler = new VMMReconciler({ store, pool, views, log, now: () => clock, jitter: 0 });
+  const index = new VMMIndex();
+  hypervisors = new HypervisorReconciler({
+    store,
+    pool,
+    views,
+    log,
+    now: () => clock,
+    jitter: 0,
+    vmmsOf: (hv) => {
+      for (const o of store.list('VirtualMachineMemory')) index.upsert(o);
+      return index.ofHypervisor(hv);
+    },
+    refOf: (k) => index.refOf(k),
+    lastSeen: (k) => reconciler.lastSeen(k),
+    onResync: (_hv, changed) => resynced.push(...changed),
+  });
 });
 
 test('first sight writes Ready=Unknown + Reconciling=True + observedGeneration in one update, then converges', async () => {
@@ -120,18 +151,83 @@ test('first sight writes Ready=Unknown + Reconciling=True + observedGeneration i
   assert.ok(store.events.some((e) => e.reason === 'Applied' && /memory live 4Gi → 3Gi/.test(e.note)));
 });
 
-test('a converged VM produces no hypervisor change and no status write on the next sync', async () => {
+test('a converged VM costs nothing on the next sync: not queued by the host resync, and a reconcile makes no call and no write', async () => {
   vmm('web', { maxMemory: '4Gi' });
   await reconcile('web');
-  const writes = store.statusWrites.length;
-  const calls = setCalls();
   const before = cond('web', 'Ready');
   clock += 60_000;
+  assert.deepEqual(await resync(), [], 'the VM looks as the last reconcile left it');
+  const writes = store.statusWrites.length;
+  const calls = totalCalls();
   const result = await reconcile('web');
-  assert.equal(setCalls(), calls);
-  assert.equal(store.statusWrites.length, writes, 'nothing but lastSyncTime changed: no write');
+  assert.equal(totalCalls(), calls, `no hypervisor call, got ${JSON.stringify(host.calls)}`);
+  assert.equal(store.statusWrites.length, writes, 'no status write');
   assert.equal(cond('web', 'Ready')?.lastTransitionTime, before?.lastTransitionTime);
-  assert.equal(result.requeueAfter, 60_000);
+  assert.deepEqual(result, {}, 'no per-VMM timer: the host resync finds drift');
+});
+
+test('host resync: one observeAll for the host, and only the VMMs whose VM changed are queued', async () => {
+  vmm('web', { maxMemory: '4Gi', memory: '3Gi' });
+  vmm('off', { maxMemory: '2Gi' });
+  for (let i = 0; i < 5 && cond('web', 'Ready')?.status !== 'True'; i++) {
+    await reconcile('web');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await reconcile('off');
+  assert.equal(cond('web', 'Ready')?.status, 'True');
+  host.setLive('web', { memory: 2n << 30n, actual: 2n << 30n });
+  clock += 60_000;
+  const lists = host.calls.virConnectGetAllDomainStats ?? 0;
+  assert.deepEqual(await resync(), ['default/web']);
+  assert.equal(host.calls.virConnectGetAllDomainStats, lists + 1, 'one bulk call for the host');
+  const calls = totalCalls();
+  await reconcile('off');
+  assert.equal(totalCalls(), calls, 'the unchanged VMM makes no call');
+});
+
+test('stale-view guard: a plan made from the host view is re-made from a fresh read before anything is applied', async () => {
+  vmm('web', { maxMemory: '4Gi', memory: '4Gi' });
+  await reconcile('web');
+  // Out of band, unseen by the view: the live balloon target is already what the next spec asks.
+  host.setLive('web', { memory: 3n << 30n, actual: 3n << 30n });
+  store.events = [];
+  vmm('web', { maxMemory: '4Gi', memory: '3Gi' });
+  await reconcile('web');
+  const applied = store.events.filter((e) => e.reason === 'Applied').map((e) => e.note).join('; ');
+  assert.doesNotMatch(applied, /memory live/, 'the live target was not set again from the stale snapshot');
+  assert.equal(status('web').observed?.memory, '3Gi');
+  assert.equal(host.vm('web')?.live?.memory, 3n << 30n);
+});
+
+test('spec.suspend: no hypervisor call, Ready=False reason Suspended; resuming converges', async () => {
+  vmm('web', { maxMemory: '4Gi', memory: '3Gi', suspend: true });
+  await reconcile('web');
+  assert.equal(Object.keys(host.calls).length, 0, `no call at all, got ${JSON.stringify(host.calls)}`);
+  assert.equal(cond('web', 'Ready')?.status, 'False');
+  assert.equal(cond('web', 'Ready')?.reason, 'Suspended');
+  assert.equal(cond('web', 'Stalled')?.status, 'False');
+  assert.equal(host.vm('web')?.live?.memory, 4n << 30n);
+  vmm('web', { maxMemory: '4Gi', memory: '3Gi', suspend: false });
+  await reconcile('web');
+  assert.equal(host.vm('web')?.live?.memory, 3n << 30n);
+  assert.notEqual(cond('web', 'Ready')?.reason, 'Suspended');
+});
+
+test('the reconcile-request annotation forces a fresh pass, recorded as status.lastHandledReconcileAt', async () => {
+  vmm('web', { maxMemory: '4Gi' });
+  await reconcile('web');
+  const calls = totalCalls();
+  await reconcile('web');
+  assert.equal(totalCalls(), calls, 'steady: skipped');
+  const spec = store.get('VirtualMachineMemory', { namespace: 'default', name: 'web' })?.spec as Record<string, unknown>;
+  store.put({ apiVersion: 'vmmem.io/v1alpha1', kind: 'VirtualMachineMemory', metadata: { name: 'web', annotations: { 'vmmem.io/reconcile-requested-at': '2026-12-04T13:00:00Z' } }, spec });
+  await reconcile('web');
+  assert.ok(totalCalls() > calls, 'the requested pass read the VM');
+  assert.equal(status('web').lastHandledReconcileAt, '2026-12-04T13:00:00Z');
+  const after = totalCalls();
+  await reconcile('web');
+  assert.equal(totalCalls(), after, 'handled: the next pass is a no-op again');
+  assert.equal(status('web').lastHandledReconcileAt, '2026-12-04T13:00:00Z');
 });
 
 test('growing maxMemory of a running QEMU VM: config step, RestartRequired listing the field; revert clears it', async () => {
@@ -158,6 +254,8 @@ test('the restart that makes a staged maxMemory effective clears RestartRequired
   await reconcile('web');
   assert.equal(cond('web', 'RestartRequired')?.status, 'True');
   host.restart('web');
+  clock += 60_000;
+  assert.deepEqual(await resync(), ['default/web'], 'the restart shows in the host re-list');
   await reconcile('web');
   assert.equal(cond('web', 'RestartRequired')?.status, 'False');
   assert.equal(status('web').observed?.maxMemory, '8Gi');
@@ -167,6 +265,8 @@ test('an out-of-band change is corrected at the next sync', async () => {
   vmm('web', { maxMemory: '4Gi', memory: '3Gi' });
   await reconcile('web');
   host.setLive('web', { memory: 2n << 30n, actual: 2n << 30n });
+  clock += 60_000;
+  assert.deepEqual(await resync(), ['default/web']);
   await reconcile('web');
   assert.equal(host.vm('web')?.live?.memory, 3n << 30n);
 });
@@ -192,7 +292,7 @@ test('a shut-off VM whose config holds the desired values is Ready', async () =>
 
 test('an invalid spec is Stalled InvalidSpec naming the field, with no hypervisor call', async () => {
   vmm('web', { maxMemory: '4Gi', memory: '8Gi' });
-  await reconcile('web');
+  await assert.rejects(reconcile('web'), TerminalError, 'not retried: the user must change the spec');
   assert.equal(cond('web', 'Stalled')?.status, 'True');
   assert.equal(cond('web', 'Stalled')?.reason, 'InvalidSpec');
   assert.match(cond('web', 'Stalled')?.message ?? '', /spec\.memory/);
@@ -211,7 +311,7 @@ test('two VMMs on one VM: the older keeps it, the newer is Stalled Conflict unti
   vmm('web', { maxMemory: '4Gi', memory: '3Gi' });
   store.put({ apiVersion: 'vmmem.io/v1alpha1', kind: 'VirtualMachineMemory', metadata: { name: 'web-dup' }, spec: { hypervisorRef: { name: HV }, vm: { name: 'web' }, maxMemory: '4Gi', memory: '2Gi' } });
   await reconcile('web');
-  await reconcile('web-dup');
+  await assert.rejects(reconcile('web-dup'), TerminalError);
   assert.equal(cond('web-dup', 'Stalled')?.reason, 'Conflict');
   assert.equal(host.vm('web')?.config?.memory, 3n << 30n, 'the newer one changed nothing');
   store.delete('VirtualMachineMemory', 'web');
@@ -222,19 +322,19 @@ test('two VMMs on one VM: the older keeps it, the newer is Stalled Conflict unti
 
 test('missing Hypervisor, missing Secret and unknown VM each get their own reason and an Event', async () => {
   store.put({ apiVersion: 'vmmem.io/v1alpha1', kind: 'VirtualMachineMemory', metadata: { name: 'orphan' }, spec: { hypervisorRef: { name: 'nope' }, vm: { name: 'web' }, maxMemory: '4Gi' } });
-  await assert.rejects(reconcile('orphan'), RetryLater);
+  await assert.rejects(reconcile('orphan'), RetryableError);
   assert.equal(cond('orphan', 'Ready')?.reason, 'HypervisorNotFound');
   assert.equal(cond('orphan', 'Stalled')?.status, 'False', 'it may appear later: vmmem retries');
 
   store.put({ apiVersion: 'vmmem.io/v1alpha1', kind: 'Hypervisor', metadata: { name: 'locked' }, spec: { uri: 'sim:memory:reconciler-test', credentialsSecretRef: { name: 'missing' } } });
   store.put({ apiVersion: 'vmmem.io/v1alpha1', kind: 'VirtualMachineMemory', metadata: { name: 'locked-vm' }, spec: { hypervisorRef: { name: 'locked' }, vm: { name: 'web' }, maxMemory: '4Gi' } });
-  await assert.rejects(reconcile('locked-vm'), RetryLater);
+  await assert.rejects(reconcile('locked-vm'), RetryableError);
   assert.equal(cond('locked-vm', 'Ready')?.reason, 'SecretNotFound');
 
   vmm('ghost', { maxMemory: '4Gi' });
   const r = await reconcile('ghost');
   assert.equal(cond('ghost', 'Ready')?.reason, 'VMNotFound');
-  assert.equal(r.requeueAfter, 60_000);
+  assert.deepEqual(r, {}, 'no per-VMM timer: the host resync sees the VM appear');
   for (const reason of ['HypervisorNotFound', 'SecretNotFound', 'VMNotFound']) assert.ok(store.events.some((e) => e.type === 'Warning' && e.reason === reason), reason);
 });
 
@@ -250,7 +350,8 @@ test('a dropped connection is reconnected on the next reconcile', async () => {
   vmm('web', { maxMemory: '4Gi', memory: '3Gi' });
   await reconcile('web');
   host.dropConnections();
-  await assert.rejects(reconcile('web'), RetryLater);
+  vmm('web', { maxMemory: '4Gi', memory: '2Gi' }); // a spec change: work that needs the hypervisor
+  await assert.rejects(reconcile('web'), RetryableError);
   assert.equal(cond('web', 'Ready')?.reason, 'HypervisorUnreachable');
   await reconcile('web');
   assert.equal(cond('web', 'Ready')?.status, 'True');
