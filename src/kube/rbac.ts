@@ -28,3 +28,20 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
 export const LEADER_ELECTION_RULES: readonly PolicyRule[] = [
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
 ];
+
+/**
+ * Sharded mode (--shards, src/kube/shards.ts), Leases in the operator's own namespace: a Lease per
+ * shard and one per replica (its membership). list finds the live members; delete removes our own
+ * member Lease on shutdown and those of replicas gone for long.
+ */
+export const SHARDING_RULES: readonly PolicyRule[] = [
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'create', 'update', 'delete'] },
+];
+
+/**
+ * Sharded mode, in every namespace watched: the shard labels on Hypervisors and VMMs (a merge
+ * patch of metadata.labels only, src/kube/labeler.ts; RBAC cannot narrow patch to labels).
+ */
+export const SHARD_LABEL_RULES: readonly PolicyRule[] = [
+  { apiGroups: ['vmmem.io'], resources: ['virtualmachinememories', 'hypervisors'], verbs: ['patch'] },
+];

@@ -15,12 +15,14 @@
 // server-side dry-run (strict field validation) rejects a misspelt or mistyped field.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { RUN_OPTIONS } from '../../../src/cli/run.ts';
-import { LEADER_ELECTION_RULES, OPERATOR_RULES } from '../../../src/kube/rbac.ts';
+import { LEADER_ELECTION_RULES, OPERATOR_RULES, SHARDING_RULES, SHARD_LABEL_RULES } from '../../../src/kube/rbac.ts';
+import { MEMBER_LABEL, SHARDS_LABEL, SHARD_LABEL, shardOf } from '../../../src/kube/shards.ts';
 import { startKube, type KubeEnv } from '../../env/kube.ts';
 import {
   DEPLOY_DIR,
@@ -34,13 +36,14 @@ import {
   type KubeObject,
 } from './rbac-helper.ts';
 
-const KUSTOMIZATIONS = ['.', 'base', 'overlays/single-namespace', 'overlays/ha', 'overlays/servicemonitor', 'overlays/cluster-secrets', 'overlays/namespace-secrets'];
+const KUSTOMIZATIONS = ['.', 'base', 'overlays/single-namespace', 'overlays/ha', 'overlays/servicemonitor', 'overlays/cluster-secrets', 'overlays/namespace-secrets', 'overlays/sharded'];
 /** Components users combine in one kustomization (docs/getting-started.md); each set must build. */
 const COMBINATIONS = [
   ['ha', 'servicemonitor', 'single-namespace'],
   ['ha', 'servicemonitor', 'monitoring', 'namespace-secrets'],
   ['single-namespace', 'monitoring'],
   ['ha', 'cluster-secrets'],
+  ['sharded', 'servicemonitor', 'monitoring', 'namespace-secrets'],
 ];
 const DURATION = '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$';
 
@@ -231,7 +234,7 @@ void describe('deploy/ (kustomize) on a real API server', () => {
   void it('the operator pod passes Pod Security "restricted" admission in vmmem-system (and a sloppy one does not)', async () => {
     const ns = (rendered.get('base')!.find((o) => o.kind === 'Namespace')!.metadata.labels ?? {}) as Record<string, string>;
     assert.equal(ns['pod-security.kubernetes.io/enforce'], 'restricted');
-    for (const k of ['base', 'overlays/ha', 'overlays/single-namespace']) {
+    for (const k of ['base', 'overlays/ha', 'overlays/single-namespace', 'overlays/sharded']) {
       const d = deploymentOf(rendered.get(k)!);
       const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'vmmem-psa', namespace: 'vmmem-system', labels: d.template.metadata.labels }, spec: d.template.spec };
       const ok = await env.request('POST', '/api/v1/namespaces/vmmem-system/pods?dryRun=All', pod);
@@ -332,6 +335,9 @@ void describe('deploy/ (kustomize) on a real API server', () => {
     const single = rendered.get('overlays/single-namespace')!;
     assert.deepEqual(flat(rulesOf(single, 'Role', 'vmmem', 'vms')), flat(others), 'single-namespace Role = the ClusterRole rules');
     assert.deepEqual(flat(rulesOf(rendered.get('overlays/cluster-secrets')!, 'ClusterRole', 'vmmem-secrets')), flat(secrets));
+    const sharded = rendered.get('overlays/sharded')!;
+    assert.deepEqual(flat(rulesOf(sharded, 'Role', 'vmmem-shards', 'vmmem-system')), flat(SHARDING_RULES), 'sharded: Leases in vmmem-system only');
+    assert.deepEqual(flat(rulesOf(sharded, 'ClusterRole', 'vmmem-shard-labels')), flat(SHARD_LABEL_RULES), 'sharded: patch (the shard labels), nothing else');
   });
 
   void it('overlays/single-namespace: Role-only, --namespace=vms, Secrets readable in vms only', () => {
@@ -371,6 +377,30 @@ void describe('deploy/ (kustomize) on a real API server', () => {
     assert.equal(sm.endpoints[0]!.path, '/metrics');
   });
 
+  void it('overlays/sharded: 3 replicas with --shards=12, rolling updates, PDB maxUnavailable 1; refused next to components/ha', async () => {
+    const objs = rendered.get('overlays/sharded')!;
+    const d = deploymentOf(objs);
+    assert.equal(d.replicas, 3);
+    assert.equal(d.strategy.type, 'RollingUpdate');
+    assert.equal(d.strategy.rollingUpdate?.maxUnavailable, 0, 'a new replica joins before an old one hands its shards over');
+    const args = d.template.spec.containers[0]!.args;
+    assert.ok(args.includes('--shards=12') && args.includes('--leader-election-namespace=$(POD_NAMESPACE)'), args.join(' '));
+    assert.ok(!args.includes('--leader-elect'), '--shards and --leader-elect exclude each other');
+    const pdb = must(objs, 'PodDisruptionBudget', 'vmmem', 'vmmem-system').spec as { maxUnavailable: number; selector: { matchLabels: Record<string, string> } };
+    assert.equal(pdb.maxUnavailable, 1);
+    assert.ok(selects(pdb.selector.matchLabels, d.template.metadata.labels), 'the PDB selects the operator pods');
+    const bindings = objs.filter((o) => o.metadata.name.startsWith('vmmem-shard')) as (Obj & { subjects?: unknown })[];
+    assert.deepEqual(bindings.map((o) => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+    for (const b of bindings.filter((o) => o.kind.endsWith('Binding'))) assert.deepEqual(b.subjects, [{ kind: 'ServiceAccount', name: 'vmmem', namespace: 'vmmem-system' }]);
+    // ha + sharded would run --leader-elect with --shards (vmmem exits 2): kustomize refuses the pair.
+    const dir = join(env.dir, 'combo-ha-sharded');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'kustomization.yaml'), `resources:\n  - ${relative(dir, join(DEPLOY_DIR, 'base'))}\ncomponents:\n  - ${relative(dir, join(DEPLOY_DIR, 'components', 'ha'))}\n  - ${relative(dir, join(DEPLOY_DIR, 'components', 'sharded'))}\n`);
+    const r = await kubectl(['kustomize', dir]);
+    assert.notEqual(r.code, 0, 'ha + sharded rendered');
+    assert.match(r.stderr, /PodDisruptionBudget.*vmmem/, r.stderr);
+  });
+
   void it('overlays/cluster-secrets: a ClusterRole with get on Secrets replaces the per-namespace Role', () => {
     const objs = rendered.get('overlays/cluster-secrets')!;
     const cr = must(objs, 'ClusterRole', 'vmmem-secrets') as Obj & { rules: unknown };
@@ -401,6 +431,7 @@ void describe('deploy/ (kustomize) on a real API server', () => {
       if (set.includes('servicemonitor')) must(objs, 'ServiceMonitor', 'vmmem', 'vmmem-system');
       if (set.includes('monitoring')) must(objs, 'PrometheusRule', 'vmmem', 'vmmem-system');
       if (set.includes('ha')) must(objs, 'PodDisruptionBudget', 'vmmem', 'vmmem-system');
+      if (set.includes('sharded')) assert.ok(d.replicas === 3 && args.includes('--shards=12') && !args.includes('--leader-elect'), `${set.join(' + ')}: ${args.join(' ')}`);
       // PrometheusRule needs the Prometheus Operator's CRD, which this cluster lacks (the minimal
       // ServiceMonitor one above is installed): dry-run the rest.
       const rest = objs.filter((o) => o.kind !== 'CustomResourceDefinition' && o.kind !== 'PrometheusRule');
@@ -438,5 +469,64 @@ void describe('deploy/ (kustomize) on a real API server', () => {
     assert.equal(cm.data['resource.customizations.health.apps_Deployment'], existing.data['resource.customizations.health.apps_Deployment']);
     assert.equal(cm.data['resource.customizations.health.vmmem.io_VirtualMachineMemory'], script);
     assert.equal(cm.data['resource.customizations.health.vmmem.io_Hypervisor'], script);
+  });
+
+  void it('overlays/sharded installed: the operator as the vmmem ServiceAccount, bound to exactly this RBAC, runs the Deployment\'s args and reconciles', async () => {
+    // The CRDs are installed by the CRD test above. Everything else but the Deployment (no kubelet
+    // here) is applied for real; its container's args run as a process with the ServiceAccount's identity.
+    const objs = rendered.get('overlays/sharded')!;
+    await applyObjects(env, objs.filter((o) => !['CustomResourceDefinition', 'Namespace', 'Deployment'].includes(o.kind)));
+    const sa = await env.userKubeConfig('system:serviceaccount:vmmem-system:vmmem', ['system:serviceaccounts', 'system:serviceaccounts:vmmem-system', 'system:authenticated']);
+    const args = deploymentOf(objs).template.spec.containers[0]!.args.map((a) =>
+      a.startsWith('--metrics-bind-address=') ? '--metrics-bind-address=127.0.0.1:0' : a.startsWith('--health-probe-bind-address=') ? '--health-probe-bind-address=127.0.0.1:0' : a.replace('$(POD_NAMESPACE)', 'vmmem-system'),
+    );
+    const hv = await env.request('POST', '/apis/vmmem.io/v1alpha1/namespaces/vms/hypervisors', { apiVersion: 'vmmem.io/v1alpha1', kind: 'Hypervisor', metadata: { name: 'kvm' }, spec: { uri: 'sim:///examples/sim/kvm.yaml' } });
+    assert.equal(hv.status, 201, hv.body);
+    const vmm = await env.request('POST', '/apis/vmmem.io/v1alpha1/namespaces/vms/virtualmachinememories', {
+      apiVersion: 'vmmem.io/v1alpha1', kind: 'VirtualMachineMemory', metadata: { name: 'web-01' },
+      spec: { hypervisorRef: { name: 'kvm' }, vm: { name: 'web-01' }, maxMemory: '4Gi', memory: '3Gi' },
+    });
+    assert.equal(vmm.status, 201, vmm.body);
+    // sim:// Hypervisors need the admin's opt-in in cluster mode (docs/security.md).
+    const child = spawn(join(REPO_ROOT, 'bin', 'vmmem'), [args[0]!, '--kubeconfig', sa.kubeconfigPath, ...args.slice(1), '--allow-sim-hypervisors'], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, POD_NAMESPACE: 'vmmem-system', POD_NAME: 'vmmem-sharded-0' },
+    });
+    let logs = '';
+    child.stdout.on('data', (d: Buffer) => (logs += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (logs += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    type Labelled = { metadata: { labels?: Record<string, string> }; status?: { shard?: number; shardOwner?: string; conditions?: { type: string; status: string }[] } };
+    const get = async (path: string) => JSON.parse((await env.request('GET', path)).body) as Labelled;
+    const shard = String(shardOf('vms', 'kvm', 12));
+    try {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const v = await get('/apis/vmmem.io/v1alpha1/namespaces/vms/virtualmachinememories/web-01');
+        const h = await get('/apis/vmmem.io/v1alpha1/namespaces/vms/hypervisors/kvm');
+        if (v.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') && h.status?.shardOwner) {
+          assert.deepEqual([v.metadata.labels?.[SHARD_LABEL], v.metadata.labels?.[SHARDS_LABEL]], [shard, '12'], 'the VMM carries its Hypervisor\'s shard');
+          assert.deepEqual([h.metadata.labels?.[SHARD_LABEL], h.metadata.labels?.[SHARDS_LABEL]], [shard, '12']);
+          assert.equal(h.status.shard, Number(shard));
+          assert.match(h.status.shardOwner, /^vmmem-sharded-0-/, 'the identity is the pod name plus a random suffix');
+          const lease = JSON.parse((await env.request('GET', `/apis/coordination.k8s.io/v1/namespaces/vmmem-system/leases/vmmem-shard-${shard}`)).body) as { spec: { holderIdentity?: string } };
+          assert.equal(lease.spec.holderIdentity, h.status.shardOwner);
+          break;
+        }
+        if (Date.now() > deadline) assert.fail(`web-01 not Ready with its shard in 60 s:\n${JSON.stringify({ v, h })}\n--- operator log ---\n${logs.slice(-4000)}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.doesNotMatch(logs, /forbidden/i, 'no permission was missing');
+      // SIGTERM: hand every shard over (Lease cleared) and delete our member Lease: update and delete allowed.
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, logs.slice(-2000));
+      const leases = JSON.parse((await env.request('GET', '/apis/coordination.k8s.io/v1/namespaces/vmmem-system/leases')).body) as { items: { metadata: { name: string; labels?: Record<string, string> }; spec: { holderIdentity?: string } }[] };
+      assert.deepEqual(leases.items.filter((l) => l.metadata.labels?.[MEMBER_LABEL]).map((l) => l.metadata.name), [], 'member Lease deleted');
+      assert.deepEqual(leases.items.filter((l) => l.metadata.name.startsWith('vmmem-shard-') && l.spec.holderIdentity).map((l) => l.metadata.name), [], 'every shard Lease released');
+      assert.doesNotMatch(logs, /forbidden/i, 'no permission was missing on shutdown');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
   });
 });
