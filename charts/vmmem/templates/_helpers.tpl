@@ -31,7 +31,7 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "vmmem.leaderElect" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end -}}
+{{- if and (not .Values.sharding.enabled) (or .Values.leaderElection.enabled (gt (int .Values.replicas) 1)) }}true{{ end -}}
 {{- end -}}
 
 {{/* Namespaces that get a Secret-reading Role: secretNamespaces plus watchNamespace, deduplicated. */}}

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments, parse } from 'yaml';
 import { RUN_OPTIONS } from '../../../src/cli/run.ts';
-import { LEADER_ELECTION_RULES, OPERATOR_RULES } from '../../../src/kube/rbac.ts';
+import { LEADER_ELECTION_RULES, OPERATOR_RULES, SHARDING_RULES, SHARD_LABEL_RULES } from '../../../src/kube/rbac.ts';
 import { startKube, type KubeEnv, type KubeUser } from '../../env/kube.ts';
 import { KUBE_APISERVER_ARGS, REPO_ROOT, applyObjects, ensureNamespaces, kubectl, renderKustomization, toYaml, type KubeObject } from '../kube/rbac-helper.ts';
 
@@ -91,7 +91,7 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
   it(`helm ${HELM_VERSION} lint --strict passes, with every toggle on too`, async () => {
     const v = await helm(['version', '--short']);
     assert.match(v.stdout, new RegExp(`^${HELM_VERSION.replace(/\./g, '\\.')}`), v.stdout + v.stderr);
-    for (const set of [[], ['replicas=2', 'watchNamespace=vms', 'metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.dashboard.enabled=true', 'clusterSecrets=true']]) {
+    for (const set of [[], ['replicas=2', 'watchNamespace=vms', 'metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.dashboard.enabled=true', 'clusterSecrets=true'], ['replicas=3', 'sharding.enabled=true', 'watchNamespace=vms']]) {
       const r = await helm(['lint', '--strict', CHART, ...set.flatMap((s) => ['--set', s])]);
       assert.equal(r.code, 0, `helm lint --strict ${set.join(' ')}:\n${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
@@ -105,6 +105,7 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
       ['watchNamespace=Not_A_Namespace', /\/watchNamespace/],
       ['image.digest=latest', /\/image\/digest/],
       ['metrics.serviceMonitor.interval=often', /\/metrics\/serviceMonitor\/interval/],
+      ['sharding.shards=0', /\/sharding\/shards/],
       ['typo=1', /additional properties 'typo' not allowed|typo/],
     ] as const) {
       const r = await helm(['template', 'vmmem', CHART, '--set', set]);
@@ -174,6 +175,31 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
     assert.ok((must(objs, 'Deployment').spec as { template: { spec: { affinity?: unknown } } }).template.spec.affinity);
   });
 
+  it('sharding.enabled with replicas=3 renders what overlays/sharded does: --shards, no leader election, its RBAC and PDB', async () => {
+    const objs = await template(['replicas=3', 'sharding.enabled=true']);
+    const sharded = (await renderKustomization('overlays/sharded')).objects as Obj[];
+    assert.deepEqual(comparable(must(objs, 'Deployment')), comparable(must(sharded, 'Deployment')));
+    assert.deepEqual(comparable(must(objs, 'PodDisruptionBudget')), comparable(must(sharded, 'PodDisruptionBudget')));
+    const args = (must(objs, 'Deployment').spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args;
+    assert.ok(!args.includes('--leader-elect'), '--shards and --leader-elect exclude each other');
+    const shards = must(objs, 'Role', 'vmmem-shards');
+    assert.equal(shards.metadata.namespace, NS, 'Leases in the release namespace only');
+    assert.deepEqual(sortRules(shards.rules), sortRules(SHARDING_RULES));
+    assert.deepEqual(sortRules(shards.rules), sortRules(must(sharded, 'Role', 'vmmem-shards').rules));
+    assert.deepEqual(sortRules(must(objs, 'ClusterRole', 'vmmem-shard-labels').rules), sortRules(SHARD_LABEL_RULES));
+    assert.deepEqual(sortRules(must(objs, 'ClusterRole', 'vmmem-shard-labels').rules), sortRules(must(sharded, 'ClusterRole', 'vmmem-shard-labels').rules));
+    for (const b of ['RoleBinding', 'ClusterRoleBinding']) assert.deepEqual(must(objs, b, b === 'RoleBinding' ? 'vmmem-shards' : 'vmmem-shard-labels').subjects, [{ kind: 'ServiceAccount', name: 'vmmem', namespace: NS }]);
+    // One watched namespace: the label rule is a Role there, still no cluster-wide permission.
+    const single = await template(['sharding.enabled=true', 'watchNamespace=vms']);
+    assert.equal(find(single, 'ClusterRole'), undefined);
+    assert.equal(find(single, 'ClusterRoleBinding'), undefined);
+    const labels = single.find((o) => o.kind === 'Role' && o.metadata.name === 'vmmem-shard-labels');
+    assert.equal(labels?.metadata.namespace, 'vms');
+    assert.deepEqual(sortRules(labels?.rules), sortRules(SHARD_LABEL_RULES));
+    // Off by default.
+    assert.equal(find(chart, 'Role', 'vmmem-shards'), undefined);
+  });
+
   it('monitoring toggles render the ServiceMonitor, PrometheusRule and dashboard of deploy/', async () => {
     const objs = await template(['metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.dashboard.enabled=true']);
     const sm = (await renderKustomization('overlays/servicemonitor')).objects as Obj[];
@@ -190,7 +216,7 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
     await ensureNamespaces(env, [NS, 'vms', 'team-a']);
     await env.request('PATCH', `/api/v1/namespaces/${NS}`, { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } });
     await env.installCrds(join(CHART, 'crds'));
-    for (const set of [[], ['replicas=2', 'secretNamespaces={vms,team-a}'], ['watchNamespace=vms']]) {
+    for (const set of [[], ['replicas=2', 'secretNamespaces={vms,team-a}'], ['watchNamespace=vms'], ['replicas=3', 'sharding.enabled=true'], ['sharding.enabled=true', 'watchNamespace=vms']]) {
       const objs = await template(set);
       const r = await kubectl(['apply', '--kubeconfig', env.kubeconfigPath, '--server-side', '--dry-run=server', '--field-manager=vmmem-helm-test', '-f', '-'], toYaml(objs));
       assert.equal(r.code, 0, `${set.join(' ')}: ${r.stderr}\n${r.stdout}`);
