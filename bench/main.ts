@@ -3,6 +3,7 @@
 //
 //   npm run bench -- libvirt               libvirt client vs python3-libvirt vs virsh (bench/libvirt.ts)
 //   npm run bench -- scale [--n 1000]      the operator at N VMMs on a real API server (bench/scale.ts)
+//   npm run bench -- scale --replicas R    the same in sharded mode over R processes (bench/scale-replicas.ts)
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +22,9 @@ if (!name || !(name in BENCHES)) {
   process.exit(2);
 }
 
-const child = spawn(process.execPath, [...process.execArgv, join(here, `${name}.ts`), ...rest], { stdio: 'inherit' });
+// Sharded mode is its own file (other phases, other children); --replicas picks it.
+const file = name === 'scale' && rest.some((a) => a === '--replicas' || a.startsWith('--replicas=')) ? 'scale-replicas' : name;
+const child = spawn(process.execPath, [...process.execArgv, join(here, `${file}.ts`), ...rest], { stdio: 'inherit' });
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
 child.on('exit', (code, signal) => {
   process.exitCode = code ?? (signal ? 1 : 0);

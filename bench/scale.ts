@@ -3,6 +3,7 @@
 //
 //   npm run bench -- scale [--n 1000] [--latency-ms 2] [--concurrency 16] [--idle-seconds 330]
 //                          [--drift-samples 20] [--drift-sync-interval 10s] [--heap-snapshots DIR]
+//   npm run bench -- scale --replicas R ...   sharded mode over R processes: bench/scale-replicas.ts
 //
 // The operator runs as a child process (this file with --child: KubeStore + Operator + Metrics,
 // exactly the objects `vmmem run` composes), with the Node flags of the Deployment
