@@ -23,12 +23,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { sleep } from '../src/util/sleep.ts';
+import { ChildHandle, cpuSeconds, deploymentNodeOptions, statusKiB } from './child.ts';
 import { ownerOf, shardOf } from '../src/kube/shards.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const fmt = (x: number, d = 2) => x.toFixed(d);
-const TICKS = 100; // USER_HZ on Linux
 
 const { values: args } = parseArgs({
   options: {
@@ -101,41 +101,18 @@ async function child(): Promise<void> {
 // =============================================================================================
 // Parent
 
-class Replica {
+/** One replica process: the shared IPC handle plus its shard-member identity. */
+class Replica extends ChildHandle<Request> {
   readonly identity: string;
-  readonly proc: ChildProcess;
-  readonly started: Promise<void>;
-  private next = 1;
-  private readonly waiters = new Map<number, (v: unknown) => void>();
   constructor(identity: string, proc: ChildProcess) {
+    super(proc);
     this.identity = identity;
-    this.proc = proc;
-    let ok: () => void = () => {};
-    this.started = new Promise<void>((r) => (ok = r));
-    proc.on('message', (m) => {
-      const { id, body } = m as { id: number; body: unknown };
-      if (id === 0) return ok();
-      this.waiters.get(id)?.(body);
-      this.waiters.delete(id);
-    });
-  }
-  ask<T>(req: Omit<Request, 'id'>): Promise<T> {
-    const id = this.next++;
-    return new Promise<T>((r) => {
-      this.waiters.set(id, r as (v: unknown) => void);
-      this.proc.send({ ...req, id });
-    });
-  }
-  get pid(): number {
-    return this.proc.pid as number;
   }
   cpu(): number {
-    const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / TICKS;
+    return cpuSeconds(this.pid);
   }
   kib(key: 'VmHWM' | 'VmRSS'): number {
-    return Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'))?.[1] ?? 0);
+    return statusKiB(this.pid, key);
   }
 }
 
@@ -147,14 +124,6 @@ function sumCounter(text: string, name: string, labelPrefix: string): number {
     if ((/\{([^}]*)\}/.exec(line)?.[1] ?? '').includes(labelPrefix)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return total;
-}
-
-async function deploymentNodeOptions(): Promise<string[]> {
-  const { parseAllDocuments } = await import('yaml');
-  type Doc = { kind?: string; spec?: { template?: { spec?: { containers?: { name?: string; env?: { name?: string; value?: string }[] }[] } } } };
-  const docs = parseAllDocuments(readFileSync(join(REPO, 'deploy', 'base', 'deployment.yaml'), 'utf8')).map((d) => d.toJS() as Doc);
-  const c = docs.find((d) => d?.kind === 'Deployment')?.spec?.template?.spec?.containers?.find((x) => x.name === 'vmmem');
-  return (c?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '').split(/\s+/).filter(Boolean);
 }
 
 async function parent(): Promise<void> {
@@ -171,7 +140,7 @@ async function parent(): Promise<void> {
   const ns = 'vmmem-scale';
   const dir = mkdtempSync(join(tmpdir(), 'vmmem-scale-r-'));
   const cpuInfo = readFileSync('/proc/cpuinfo', 'utf8');
-  const nodeOptions = args['node-options'] !== undefined ? args['node-options'].split(/\s+/).filter(Boolean) : await deploymentNodeOptions();
+  const nodeOptions = args['node-options'] !== undefined ? args['node-options'].split(/\s+/).filter(Boolean) : await deploymentNodeOptions(REPO);
   console.log(`machine: ${(cpuInfo.match(/^processor\s*:/gm) ?? []).length} cores, load average at start ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; node ${process.version}`);
   console.log(`replicas=${R}, n=${n} VMMs on ${hostsCount} sim hypervisors (${perHost} VMs each), ${latencyMs} ms per call, --shards ${shards} × --concurrency ${perShard} = ${total} workers in all; node ${nodeOptions.join(' ')}`);
 

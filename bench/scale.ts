@@ -33,10 +33,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { sleep } from '../src/util/sleep.ts';
+import { ChildHandle, cpuSeconds, deploymentNodeOptions, statusKiB } from './child.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(here, '..');
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const { values: args } = parseArgs({
   options: {
@@ -146,47 +147,6 @@ async function child(): Promise<void> {
 // =============================================================================================
 // Parent: the benchmark
 
-class ChildHandle {
-  private next = 1;
-  private readonly waiters = new Map<number, (v: unknown) => void>();
-  readonly proc: ChildProcess;
-  readonly started: Promise<void>;
-  constructor(proc: ChildProcess) {
-    this.proc = proc;
-    let ok: () => void = () => {};
-    this.started = new Promise<void>((r) => (ok = r));
-    proc.on('message', (m) => {
-      const { id, body } = m as { id: number; body: unknown };
-      if (id === 0) return ok();
-      this.waiters.get(id)?.(body);
-      this.waiters.delete(id);
-    });
-  }
-  ask<T>(req: Omit<ChildRequest, 'id'>): Promise<T> {
-    const id = this.next++;
-    return new Promise<T>((resolve) => {
-      this.waiters.set(id, resolve as (v: unknown) => void);
-      this.proc.send({ ...req, id });
-    });
-  }
-  send(msg: unknown): void {
-    this.proc.send(msg as object);
-  }
-}
-
-const TICKS = 100; // USER_HZ on Linux
-
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime, stime (fields 14, 15)
-}
-
-function statusKiB(pid: number, key: 'VmHWM' | 'VmRSS' | 'RssAnon' | 'RssFile'): number {
-  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0);
-}
-
 /** Sums a Prometheus counter over the series whose labels match every `where` pair. */
 function sumCounter(text: string, name: string, where: Record<string, string> = {}): number {
   let total = 0;
@@ -231,19 +191,6 @@ const fmt = (x: number, d = 2) => x.toFixed(d);
 /** A drift not corrected within this long counts as this long (censored) and as a miss. */
 const DRIFT_TIMEOUT_MS = 15_000;
 
-/** The Node flags the Deployment gives the operator (NODE_OPTIONS in deploy/base/deployment.yaml), so the child runs under the same heap bound. */
-async function deploymentNodeOptions(): Promise<string[]> {
-  const { parseAllDocuments } = await import('yaml');
-  interface Container {
-    name?: string;
-    env?: { name?: string; value?: string }[];
-  }
-  const docs = parseAllDocuments(readFileSync(join(REPO, 'deploy', 'base', 'deployment.yaml'), 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Container[] } } } });
-  const containers = docs.find((d) => d?.kind === 'Deployment')?.spec?.template?.spec?.containers ?? [];
-  const value = containers.find((c) => c.name === 'vmmem')?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
-  return value ? value.split(/\s+/).filter(Boolean) : [];
-}
-
 type Scrape = string;
 
 /** apiserver_request_total differences between two scrapes. */
@@ -283,7 +230,7 @@ async function parent(): Promise<void> {
   const model = /^model name\s*:\s*(.*)$/m.exec(cpuInfo)?.[1] ?? 'unknown CPU';
   const memGiB = Number(/^MemTotal:\s+(\d+)/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) / 1024 / 1024;
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-  const nodeOptions = args['node-options'] !== undefined ? args['node-options'].split(/\s+/).filter(Boolean) : await deploymentNodeOptions();
+  const nodeOptions = args['node-options'] !== undefined ? args['node-options'].split(/\s+/).filter(Boolean) : await deploymentNodeOptions(REPO);
   const snapshots = args['heap-snapshots'] ? resolve(args['heap-snapshots']) : undefined;
   if (snapshots) mkdirSync(snapshots, { recursive: true });
   console.log(`machine: ${cores} cores (${model}), ${fmt(memGiB, 1)} GiB; node ${process.version}; load average at start ${load}`);
@@ -332,7 +279,7 @@ async function parent(): Promise<void> {
     const syncStart = await scrape();
     op = spawn(process.execPath, nodeArgs, { stdio: ['ignore', out, out, 'ipc'], cwd: REPO });
     const pid = op.pid as number;
-    const handle = new ChildHandle(op);
+    const handle = new ChildHandle<ChildRequest>(op);
     op.on('exit', (code, signal) => {
       if (code !== 0 && signal !== 'SIGTERM') console.error(`operator exited: ${code ?? signal} (log: ${logFile})`);
     });
