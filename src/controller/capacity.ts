@@ -56,13 +56,15 @@ export class CapacityGate {
   /**
    * Holds `plan` (nothing sent, Unsafe HostCapacityExceeded) when it would raise the VM's
    * commitment past the host's budget or its reservation past what the host can reserve.
-   * `hostVMs` are the host's VMs as its host view holds them (hostview.ts: the last re-list,
+   * `hostVMs` gives the host's VMs as its host view holds them (hostview.ts: the last re-list,
    * patched by every apply and fresh read), so the gate costs no call; undefined when the
    * driver has no bulk observation (the gate cannot see the host and lets the plan through).
+   * A function, because copying the host's VMs is O(VMs on the host) and only a plan that
+   * raises a commitment needs them: every other reconcile must not pay it.
    * Synchronous on purpose: the check and the record of the raise in flight happen with no
    * await between them, so two VMMs reconciled at once cannot both take the last GiB.
    */
-  gate(hv: string, vmm: string, budget: HostBudget | undefined, hostVMs: readonly ObservedVM[] | undefined, observed: ObservedVM, plan: Plan): Gated {
+  gate(hv: string, vmm: string, budget: HostBudget | undefined, hostVMs: (() => readonly ObservedVM[]) | undefined, observed: ObservedVM, plan: Plan): Gated {
     const change = proposedChange(vmm, observed, plan);
     if (!change || !hostVMs || !budget) return { plan, release: NO_RELEASE };
     const me = hostVMOf(observed);
@@ -71,7 +73,7 @@ export class CapacityGate {
     if (!((grows && budget.ratio !== undefined) || reserves)) return { plan, release: NO_RELEASE };
     // Our own VM as just observed (fresher than the host view), the others as the view holds them.
     const uuid = observed.uuid.toLowerCase();
-    const vms = hostVMs.filter((v) => v.uuid.toLowerCase() !== uuid).map(hostVMOf);
+    const vms = hostVMs().filter((v) => v.uuid.toLowerCase() !== uuid).map(hostVMOf);
     vms.push(me);
     const mine = this.inflight.get(hv) ?? new Map<string, ProposedChange>();
     const others = [...mine.values()].filter((c) => c.key !== vmm);

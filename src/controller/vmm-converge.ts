@@ -124,7 +124,8 @@ export async function converge(s: ReconcileSupport, input: ConvergeInput): Promi
 
   // After the stale-view guard: the gate checks the plan that would be sent, from the VM as just read.
   const budget = budgetOf(input.host.name, input.host.spec, input.host.identity);
-  const gated = input.capacity.gate(input.host.name, keyString(key), budget, input.view?.vms(), observed, planned);
+  const view = input.view;
+  const gated = input.capacity.gate(input.host.name, keyString(key), budget, view && (() => view.vms()), observed, planned);
   planned = gated.plan;
   noteShrink(memo, planned, generation);
 
