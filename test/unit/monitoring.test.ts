@@ -93,3 +93,15 @@ test("the chart's copies are the generated ones (npm run generate)", () => {
   const groups = (parse(readFileSync(join(chart, 'prometheusrule-groups.yaml'), 'utf8')) as { groups: unknown }).groups;
   assert.deepEqual(groups, (parse(readFileSync(join(dir, 'prometheusrule.yaml'), 'utf8')) as { spec: { groups: unknown } }).spec.groups);
 });
+
+test('every controller/name matcher selects vmmem’s controllers in single and sharded mode (Prometheus anchors =~)', () => {
+  const exprs = [...rules.map((r) => r.expr), ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr))];
+  const matchers = exprs.flatMap((e) => [...e.matchAll(/\b(controller|name)=~"((?:[^"\\]|\\.)*)"/g)].map((m) => (m[2] ?? '').replace(/\\\\/g, '\\')));
+  assert.ok(matchers.length >= 5, `found ${matchers.length} matchers`);
+  for (const pattern of matchers) {
+    const anchored = new RegExp(`^(?:${pattern})$`);
+    // The names src/controller/operator.ts gives its controllers, alone and per shard (src/cli/sharded.ts).
+    for (const name of ['virtualmachinememory', 'hypervisor', 'virtualmachinememory-shard-0', 'hypervisor-shard-11']) assert.ok(anchored.test(name), `${pattern} does not match ${name}`);
+    assert.ok(!anchored.test('othercontroller'), `${pattern} matches another operator's controller`);
+  }
+});
