@@ -4,7 +4,7 @@
 // views and serves get/list from them.
 import * as k8s from '@kubernetes/client-node';
 import { GROUP, VERSION, API_VERSION, VMM_KIND, VMM_PLURAL, HYPERVISOR_KIND, HYPERVISOR_PLURAL } from '../api/group.ts';
-import type { ChangeType, ObjectKey, ResourceKind, StoredObject } from '../controller/ports.ts';
+import type { ChangeType, ObjectKey, ObjectMeta, ResourceKind, StoredObject } from '../controller/ports.ts';
 import { KubeApiError } from './errors.ts';
 import { requestOptions, type Logger } from './http.ts';
 import { ResilientInformer, type InformerOptions, type InformerStats } from './informer.ts';
@@ -13,17 +13,8 @@ import { ResilientInformer, type InformerOptions, type InformerStats } from './i
 export interface RawObject {
   apiVersion?: string;
   kind?: string;
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    uid?: string;
-    generation?: number;
-    resourceVersion?: string;
-    creationTimestamp?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    [k: string]: unknown;
-  };
+  /** The controller's ObjectMeta, every field optional as sent, plus whatever else the server adds. */
+  metadata?: Partial<ObjectMeta> & { [k: string]: unknown };
   spec?: unknown;
   status?: Record<string, unknown>;
 }

@@ -8,6 +8,7 @@ import { GROUP, HYPERVISOR_KIND, VERSION, VMM_KIND } from '../api/group.ts';
 import { HypervisorSchema, VirtualMachineMemorySchema, withoutNulls } from '../api/objects.ts';
 import type { ManifestObject } from './load.ts';
 import { loadManifestFile } from './load.ts';
+import { closest } from '../util/closest.ts';
 
 export interface ObjectProblem {
   file: string;
@@ -124,30 +125,6 @@ function unwrap(node: unknown): unknown {
   let n = node as { unwrap?: () => unknown; def?: { type?: string; innerType?: unknown } } | undefined;
   while (n && typeof n.unwrap === 'function' && n.def?.type === 'optional') n = n.unwrap() as typeof n;
   return n;
-}
-
-function closest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) [best, bestDistance] = [c, d];
-  }
-  return bestDistance <= Math.max(2, Math.floor(word.length / 4)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0] as number;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j] as number;
-      row[j] = Math.min(cur + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length] as number;
 }
 
 /**
