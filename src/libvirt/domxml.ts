@@ -97,7 +97,15 @@ function scaled(n: unknown, what: string): number | undefined {
   return toKiB(t, attr(n, 'unit'), what);
 }
 
+/**
+ * The largest domain XML parsed. libvirt's own string cap is 4 MiB (REMOTE_STRING_MAX); a real
+ * domain's XML is a few KiB even with many devices, while 4 MiB of hostile XML costs ~300 MiB
+ * of heap in the parser. The daemon a Hypervisor names may be the tenant's own.
+ */
+export const DOMAIN_XML_MAX_BYTES = 1024 * 1024;
+
 export function parseDomainXml(xml: string): DomainXmlInfo {
+  if (xml.length > DOMAIN_XML_MAX_BYTES) throw new Error(`domain XML of ${xml.length} characters exceeds vmmem's ${DOMAIN_XML_MAX_BYTES}-byte cap (a real domain's XML is a few KiB)`);
   let doc: Node;
   try {
     doc = parser.parse(xml) as Node;

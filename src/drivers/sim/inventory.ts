@@ -111,6 +111,7 @@ export class SimInventoryError extends Error {
 const POWER: readonly PowerState[] = ['Running', 'ShutOff', 'Paused'];
 const BALLOON: readonly BalloonMode[] = ['responsive', 'unresponsive', 'none'];
 const TOP_KEYS = new Set(['type', 'hostMemory', 'latency', 'faults', 'qemuOverhead', 'vms']);
+const FAULT_KEYS = ['errorRate', 'disconnectAfterCalls', 'seed'];
 const VM_KEYS = new Set([
   'name', 'uuid', 'type', 'powerState', 'maxMemory', 'memory', 'configMaxMemory', 'configMemory',
   'reservation', 'limit', 'balloon', 'balloonDelay', 'actual', 'memoryHotAddEnabled', 'hotPlugMemoryLimit',
@@ -166,9 +167,27 @@ function readBoundedRegularFile(path: string): string {
   }
 }
 
-/** A key or value from the file, shown only when it looks like an identifier (never arbitrary file content). */
-function shown(v: unknown): string {
-  return typeof v === 'string' && /^[A-Za-z][A-Za-z0-9_-]{0,39}$/.test(v) ? JSON.stringify(v) : '(not shown)';
+/**
+ * A key or value from the file, shown only when it is a near miss of a known one (a typo such as
+ * "vm" for "vms"). Anything else may be the content of a file that is no inventory at all (a
+ * tenant's sim: URI naming the operator's token file): an identifier-looking secret must not
+ * come back through status.
+ */
+function shown(v: unknown, known: Iterable<string>): string {
+  if (typeof v !== 'string' || v.length > 24) return '(not shown)';
+  for (const k of known) if (editDistance(v.toLowerCase(), k.toLowerCase()) <= 2) return JSON.stringify(v);
+  return '(not shown)';
+}
+
+/** Levenshtein distance (only ever between strings of at most 24 characters). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -205,11 +224,11 @@ export function parseInventory(doc: unknown, source = '<memory>'): SimInventory 
   if (doc === undefined || doc === null) doc = {};
   if (!isRecord(doc)) throw new SimInventoryError(source, 'top level', 'must be a mapping with a "vms" list');
   for (const key of Object.keys(doc)) {
-    if (!TOP_KEYS.has(key)) throw new SimInventoryError(source, 'top level', `unknown field ${shown(key)} (known: ${[...TOP_KEYS].join(', ')})`);
+    if (!TOP_KEYS.has(key)) throw new SimInventoryError(source, 'top level', `unknown field ${shown(key, TOP_KEYS)} (known: ${[...TOP_KEYS].join(', ')})`);
   }
   let type: HypervisorType | undefined;
   if (doc.type !== undefined) {
-    if (!HYPERVISOR_TYPES.includes(doc.type as HypervisorType)) throw new SimInventoryError(source, 'type', `${shown(doc.type)} is not one of ${HYPERVISOR_TYPES.join(', ')}`);
+    if (!HYPERVISOR_TYPES.includes(doc.type as HypervisorType)) throw new SimInventoryError(source, 'type', `${shown(doc.type, HYPERVISOR_TYPES)} is not one of ${HYPERVISOR_TYPES.join(', ')}`);
     type = doc.type as HypervisorType;
   }
   const hostMemory = doc.hostMemory === undefined ? 256n * 1024n * MIB : quantityOf(doc.hostMemory, source, 'hostMemory', 'hostMemory');
@@ -220,7 +239,7 @@ export function parseInventory(doc: unknown, source = '<memory>'): SimInventory 
   if (doc.latency !== undefined) {
     if (isRecord(doc.latency)) {
       for (const k of Object.keys(doc.latency)) {
-        if (k !== 'mean' && k !== 'jitter') throw new SimInventoryError(source, 'latency', `unknown field "${k}" (known: mean, jitter)`);
+        if (k !== 'mean' && k !== 'jitter') throw new SimInventoryError(source, 'latency', `unknown field ${shown(k, ['mean', 'jitter'])} (known: mean, jitter)`);
       }
       latency.meanMs = durationMs(doc.latency.mean ?? 0, source, 'latency', 'latency.mean');
       latency.jitterMs = durationMs(doc.latency.jitter ?? 0, source, 'latency', 'latency.jitter');
@@ -233,7 +252,7 @@ export function parseInventory(doc: unknown, source = '<memory>'): SimInventory 
   if (doc.faults !== undefined) {
     if (!isRecord(doc.faults)) throw new SimInventoryError(source, 'faults', 'must be a mapping {errorRate, disconnectAfterCalls, seed}');
     for (const k of Object.keys(doc.faults)) {
-      if (!['errorRate', 'disconnectAfterCalls', 'seed'].includes(k)) throw new SimInventoryError(source, 'faults', `unknown field "${k}"`);
+      if (!FAULT_KEYS.includes(k)) throw new SimInventoryError(source, 'faults', `unknown field ${shown(k, FAULT_KEYS)} (known: ${FAULT_KEYS.join(', ')})`);
     }
     const { errorRate, disconnectAfterCalls, seed } = doc.faults;
     if (errorRate !== undefined) {
