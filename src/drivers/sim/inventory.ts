@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from 'node:fs';
 import { parseDuration } from '../../api/duration.ts';
 import { parseQuantity } from '../../api/quantity.ts';
+import { closest } from '../../util/closest.ts';
 import { parseYamlDocuments, type YamlPath } from '../../util/yaml.ts';
 import { canonicalUuid } from '../../api/uuid.ts';
 import { HYPERVISOR_TYPES } from '../../model/memory.ts';
@@ -175,19 +176,7 @@ function readBoundedRegularFile(path: string): string {
  */
 function shown(v: unknown, known: Iterable<string>): string {
   if (typeof v !== 'string' || v.length > 24) return '(not shown)';
-  for (const k of known) if (editDistance(v.toLowerCase(), k.toLowerCase()) <= 2) return JSON.stringify(v);
-  return '(not shown)';
-}
-
-/** Levenshtein distance (only ever between strings of at most 24 characters). */
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length]!;
+  return closest(v, [...known]) !== undefined ? JSON.stringify(v) : '(not shown)';
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
