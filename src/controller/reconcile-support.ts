@@ -9,7 +9,9 @@
  * not retried (the status already says what the user must change).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { z } from 'zod';
 import { parseDuration } from '../api/duration.ts';
+import { formatPath, schemaProblems } from '../util/schema-problems.ts';
 import { DriverError } from '../drivers/driver.ts';
 import type { Driver } from '../drivers/driver.ts';
 import type { Step } from '../model/memory.ts';
@@ -99,15 +101,18 @@ export class ReconcileSupport {
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; message: string; reason: 'InvalidURI' | 'InvalidSpec' };
 
-type SafeParser<T> = { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } };
-
-export function parseSpec<T>(schema: SafeParser<T>, spec: unknown): Parsed<T> {
+/**
+ * The spec parsed, or its problems in the same words `vmmem validate` uses (src/util/schema-problems.ts),
+ * so standalone `run` and the operator's status say what validate says.
+ */
+export function parseSpec<T>(schema: z.ZodType<T>, spec: unknown): Parsed<T> {
   const r = schema.safeParse(spec);
   if (r.success) return { ok: true, value: r.data };
-  const message = r.error.issues.map((i) => `spec${i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}: ${i.message}`).join('; ');
+  const problems = schemaProblems(schema, spec, r.error);
+  const message = problems.map((p) => `${formatPath(['spec', ...p.path])}: ${p.message}`).join('; ');
   // docs/conditions.md promises InvalidURI for a URI the allowlist refuses, so the user knows which
   // field to fix without reading the message; anything else in the spec is InvalidSpec.
-  const reason = r.error.issues.length > 0 && r.error.issues.every((i) => i.path[0] === 'uri') ? 'InvalidURI' : 'InvalidSpec';
+  const reason = problems.length > 0 && problems.every((p) => p.path[0] === 'uri') ? 'InvalidURI' : 'InvalidSpec';
   return { ok: false, message, reason };
 }
 

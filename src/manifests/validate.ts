@@ -6,9 +6,9 @@
 import type { z } from 'zod';
 import { GROUP, HYPERVISOR_KIND, VERSION, VMM_KIND } from '../api/group.ts';
 import { HypervisorSchema, VirtualMachineMemorySchema, withoutNulls } from '../api/objects.ts';
+import { formatPath, schemaProblems } from '../util/schema-problems.ts';
 import type { ManifestObject } from './load.ts';
 import { loadManifestFile } from './load.ts';
-import { closest } from '../util/closest.ts';
 
 export interface ObjectProblem {
   file: string;
@@ -51,80 +51,7 @@ export function validateManifestObject(mo: ManifestObject): ObjectProblem[] {
 
   const result = schema.safeParse(obj);
   if (result.success) return [];
-  const problems: ObjectProblem[] = [];
-  for (const issue of result.error.issues) {
-    const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
-    if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) {
-        const suggestion = closest(key, knownKeys(schema, path));
-        problems.push(problem([...path, key], `unknown field${suggestion ? ` (did you mean "${suggestion}"?)` : ''}`));
-      }
-      continue;
-    }
-    problems.push(problem(path, describeIssue(issue, obj, path)));
-  }
-  return problems;
-}
-
-function formatPath(path: readonly (string | number)[]): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? p : `.${p}`;
-  return out || '<object>';
-}
-
-function valueAt(obj: unknown, path: readonly (string | number)[]): unknown {
-  let v: unknown = obj;
-  for (const p of path) v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[p] : undefined;
-  return v;
-}
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'an object';
-  return `${typeof v} ${JSON.stringify(v)}`;
-}
-
-function describeIssue(issue: z.core.$ZodIssue, obj: unknown, path: (string | number)[]): string {
-  const value = valueAt(obj, path);
-  switch (issue.code) {
-    case 'invalid_type':
-      if (value === undefined) return 'is required';
-      return `must be ${article(issue.expected)}, got ${typeName(value)}`;
-    case 'invalid_value':
-      return `must be ${issue.values.map((v) => JSON.stringify(v)).join(' or ')}, got ${typeName(value)}`;
-    case 'too_small':
-      return typeof value === 'string' ? `must not be empty` : issue.message;
-    case 'too_big':
-      return typeof value === 'string' ? `is too long (at most ${String(issue.maximum)} characters)` : issue.message;
-    case 'invalid_format':
-      return `${JSON.stringify(value)} ${issue.message}`;
-    default:
-      return issue.message;
-  }
-}
-
-function article(expected: string): string {
-  return expected === 'object' || expected === 'array' ? `an ${expected}` : `a ${expected}`;
-}
-
-/** Keys the schema accepts at `path`, for "did you mean" hints. */
-function knownKeys(schema: z.ZodType, path: readonly (string | number)[]): string[] {
-  let node: unknown = schema;
-  for (const p of path) {
-    node = unwrap(node);
-    const shape = (node as { shape?: Record<string, unknown> }).shape;
-    if (!shape || typeof p !== 'string') return [];
-    node = shape[p];
-  }
-  const shape = (unwrap(node) as { shape?: Record<string, unknown> } | undefined)?.shape;
-  return shape ? Object.keys(shape) : [];
-}
-
-function unwrap(node: unknown): unknown {
-  let n = node as { unwrap?: () => unknown; def?: { type?: string; innerType?: unknown } } | undefined;
-  while (n && typeof n.unwrap === 'function' && n.def?.type === 'optional') n = n.unwrap() as typeof n;
-  return n;
+  return schemaProblems(schema, obj, result.error).map((p) => problem(p.path, p.message));
 }
 
 /**

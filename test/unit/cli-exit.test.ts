@@ -142,3 +142,38 @@ test('--status-file: refused when it is a manifest or would be read back as one;
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('run --once reports a bad spec with validate\'s words (not zod\'s), and InvalidURI for a URI problem', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmmem-badspec-'));
+  try {
+    const badVmm = 'apiVersion: vmmem.io/v1alpha1\nkind: VirtualMachineMemory\nmetadata: {name: web-01, namespace: default}\nspec:\n  hypervisorRef: {name: sim-kvm}\n  vm: {name: 5}\n  maxMemory: 4Gi\n  memroy: 3Gi\n';
+    const badUri = 'apiVersion: vmmem.io/v1alpha1\nkind: Hypervisor\nmetadata: {name: bad-uri, namespace: default}\nspec: {uri: "ftp://x"}\n';
+    writeFileSync(join(dir, 'bad.yaml'), [HV, badVmm, badUri].join('---\n'));
+    const validate = await run(['validate', '-f', dir]);
+    assert.equal(validate.code, 1, validate.stderr);
+    // "<file>:<line>: <Kind>/<name>: <path>: <message>" → what the status must say for that object.
+    const said = new Map<string, string[]>();
+    for (const line of validate.stdout.trim().split('\n')) {
+      const m = /^[^:]+:\d+: (\w+)\/([\w.-]+): (.*)$/.exec(line);
+      assert.ok(m, `unexpected validate line ${line}`);
+      const id = `${m[1]}/${m[2]}`;
+      said.set(id, [...(said.get(id) ?? []), m[3] as string]);
+    }
+    assert.deepEqual([...said.keys()].sort(), ['Hypervisor/bad-uri', 'VirtualMachineMemory/web-01']);
+
+    const once = await run(['run', '--manifests', dir, '--once', '-o', 'json']);
+    assert.equal(once.code, 3, `an invalid spec is Stalled: exit 3\n${once.stderr}`);
+    const items = (JSON.parse(once.stdout) as { items: { kind: string; metadata: { name: string }; status?: { conditions?: { type: string; status: string; reason: string; message: string }[] } }[] }).items;
+    const stalled = (id: string) => items.find((i) => `${i.kind}/${i.metadata.name}` === id)?.status?.conditions?.find((c) => c.type === 'Stalled');
+    for (const [id, lines] of said) {
+      const c = stalled(id);
+      assert.equal(c?.status, 'True', `${id}: ${JSON.stringify(c)}`);
+      for (const l of lines) assert.ok(c.message.includes(l), `${id}: run's message lacks validate's "${l}":\n  ${c.message}`);
+      assert.doesNotMatch(c.message, /Unrecognized key|Invalid input|expected \w+, received/);
+    }
+    assert.equal(stalled('VirtualMachineMemory/web-01')?.reason, 'InvalidSpec');
+    assert.equal(stalled('Hypervisor/bad-uri')?.reason, 'InvalidURI');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
