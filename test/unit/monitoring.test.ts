@@ -105,3 +105,50 @@ test('every controller/name matcher selects vmmem’s controllers in single and 
     assert.ok(!anchored.test('othercontroller'), `${pattern} matches another operator's controller`);
   }
 });
+
+// The gauges a replica computes from the objects it reconciles (src/controller/metrics.ts setInventory):
+// found by giving a Metrics an inventory and seeing which series appear, so a new inventory gauge is
+// covered without editing this list. Each replica exports only its share (its shards; a standby none),
+// so max/min/avg over replicas undercount in sharded mode: only sum (or count) adds the shares up.
+const inventoryGauges = await (async () => {
+  const seriesOf = async (m: Metrics) => new Set((await m.registry.getMetricsAsJSON()).filter((x) => x.values.length > 0).map((x) => x.name));
+  const without = await seriesOf(new Metrics());
+  const m = new Metrics();
+  const cond = (type: string, status: string, reason: string) => ({ type, status, reason, message: '', lastTransitionTime: '2026-12-04T00:00:00Z' });
+  const hv = { apiVersion: 'vmmem.io/v1alpha1', kind: 'Hypervisor', metadata: { namespace: 'vms', name: 'kvm' }, spec: { uri: 'qemu:///system' }, status: { conditions: [cond('Connected', 'True', 'Connected')] } };
+  const vmm = {
+    apiVersion: 'vmmem.io/v1alpha1',
+    kind: 'VirtualMachineMemory',
+    metadata: { namespace: 'vms', name: 'web' },
+    spec: { hypervisorRef: { name: 'kvm' }, vm: { name: 'web' }, maxMemory: '4Gi' },
+    status: { observed: { maxMemory: '4Gi', memory: '4Gi', actualMemory: '4Gi' }, conditions: [cond('Ready', 'True', 'Converged'), cond('Stalled', 'True', 'Unsupported')] },
+  };
+  m.setInventory({ vmms: () => [vmm], hypervisors: () => [hv] });
+  const withInventory = await seriesOf(m);
+  return [...withInventory].filter((n) => !without.has(n));
+})();
+
+/** Aggregations applied directly to `metric` in `expr`: "max" for `max by (state) (vmmem_vms_managed)` or `max(vmmem_vms_managed{...})`. */
+function aggregationsOf(expr: string, metric: string): string[] {
+  const re = new RegExp(`\\b(sum|min|max|avg|count|topk|bottomk|quantile|group)\\s*(?:(?:by|without)\\s*\\([^)]*\\)\\s*)?\\(\\s*${metric}\\b`, 'g');
+  return [...expr.matchAll(re)].map((m) => m[1] as string);
+}
+
+test('inventory gauges (one share per replica in sharded mode) are summed over replicas, never max()ed', () => {
+  assert.deepEqual([...inventoryGauges].sort(), ['vmmem_hypervisor_connected', 'vmmem_memory_managed_bytes', 'vmmem_vm_conditions', 'vmmem_vms_managed']);
+  assert.deepEqual(aggregationsOf('max by (state) (vmmem_vms_managed)', 'vmmem_vms_managed'), ['max'], 'the checker sees max');
+  assert.deepEqual(aggregationsOf('sum(vmmem_vms_managed{state="Stalled"}) > 0', 'vmmem_vms_managed'), ['sum']);
+  const exprs = [...rules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })), ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ where: `panel "${p.title}"`, expr: t.expr })))];
+  const wrong: string[] = [];
+  let checked = 0;
+  for (const { where, expr } of exprs) {
+    for (const g of inventoryGauges) {
+      if (!new RegExp(`\\b${g}\\b`).test(expr)) continue;
+      checked++;
+      const aggs = aggregationsOf(expr, g);
+      if (aggs.length === 0 || aggs.some((a) => a !== 'sum' && a !== 'count')) wrong.push(`${where}: ${expr}`);
+    }
+  }
+  assert.ok(checked >= 4, `only ${checked} uses of inventory gauges found`);
+  assert.deepEqual(wrong, [], 'each replica exports only its shards\' share: aggregate with sum over replicas');
+});
