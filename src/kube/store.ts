@@ -17,9 +17,6 @@ import { EventRecorder } from './events.ts';
 import { SecretReader } from './secrets.ts';
 import { StatusWriter } from './status.ts';
 
-export { mergePatchFor } from './status.ts';
-export { EVENT_NOTE_MAX_BYTES, REPORTING_CONTROLLER, truncateUtf8 } from './events.ts';
-
 export interface KubeStoreOptions {
   /** Watch only this namespace; default all namespaces. */
   namespace?: string;
