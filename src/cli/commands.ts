@@ -126,6 +126,16 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: 'shards', type: 'string', placeholder: 'n', description: 'cluster: sharded mode, Hypervisors (with their VMMs) split into n shards (1-1024) held by the live replicas through one Lease each (docs/operations.md "Sharding"); replaces --leader-elect' },
       { name: 'identity', type: 'string', placeholder: 'name', description: 'cluster: this replica\'s identity in Leases and status.shardOwner (default: $POD_NAME or the host name, plus a random suffix)' },
       { name: 'metrics-bind-address', type: 'string', placeholder: 'addr', description: 'Prometheus /metrics listen address; 0 turns it off (default: :8080 in cluster mode, 0 standalone)' },
+      {
+        name: 'metrics-secure',
+        type: 'string',
+        values: ['true', 'false'],
+        default: 'false',
+        placeholder: 'bool',
+        description:
+          'cluster: serve /metrics over HTTPS and let a scrape through only with a bearer token the API server authenticates (TokenReview) and allows to get /metrics (SubjectAccessReview): 401 without, 403 if not allowed. deploy/ and the Helm chart set true (docs/kubernetes.md)',
+      },
+      { name: 'metrics-cert-dir', type: 'string', placeholder: 'dir', description: 'with --metrics-secure=true: tls.crt and tls.key for the metrics listener (e.g. a mounted kubernetes.io/tls Secret); default: a self-signed certificate made at start' },
       { name: 'health-probe-bind-address', type: 'string', placeholder: 'addr', description: '/healthz and /readyz listen address; 0 turns it off (default: :8081 in cluster mode, 0 standalone)' },
       {
         name: 'allow-sim-hypervisors',

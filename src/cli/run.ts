@@ -5,13 +5,14 @@
  * be done now and prints every object with its status.
  */
 import { statSync } from 'node:fs';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import { formatDuration, parseDuration } from '../api/duration.ts';
 import { conditionOf } from '../controller/conditions.ts';
 import { createLogger } from '../controller/log.ts';
 import { Metrics, setDefaultMetrics } from '../controller/metrics.ts';
 import { startHealthServer } from '../controller/health.ts';
-import type { HealthServer } from '../controller/health.ts';
+import type { HealthServer, MetricsSecurity } from '../controller/health.ts';
 import { Operator } from '../controller/operator.ts';
 import { parseReachRules } from '../drivers/policy.ts';
 import type { HypervisorPolicy } from '../drivers/policy.ts';
@@ -61,6 +62,7 @@ export async function runCommand(values: ParsedValues, io: CommandIO): Promise<n
   for (const flag of ['status-file', 'events']) if (str(flag) !== undefined && !manifests) throw new UsageError(`--${flag} is for standalone mode: add --manifests <dir>`);
   for (const flag of ['output', 'timeout']) if (str(flag) !== undefined && !values.once) throw new UsageError(`--${flag} is for --once`);
   if (manifests && (str('context') || str('kubeconfig') || str('namespace'))) throw new UsageError('--kubeconfig, --context and --namespace are for cluster mode; standalone mode (--manifests) reads no cluster');
+  if (manifests && (str('metrics-secure') === 'true' || str('metrics-cert-dir'))) throw new UsageError('--metrics-secure and --metrics-cert-dir are for cluster mode: scrapers are checked with the API server, which standalone mode has none of');
   if (manifests) checkManifestPaths(manifests);
   const statusFile = str('status-file');
   if (statusFile && manifests) checkStatusFile(statusFile, manifests);
@@ -109,6 +111,7 @@ export async function runCommand(values: ParsedValues, io: CommandIO): Promise<n
   log.info({ source: loaded.source, from: loaded.from, context: kubeConfig.getCurrentContext(), namespace: namespace ?? 'all namespaces' }, 'connecting to Kubernetes');
   const leaseNamespace = str('leader-election-namespace') ?? process.env.POD_NAMESPACE ?? loaded.namespace ?? 'vmmem-system';
   const identity = str('identity') ?? `${process.env.POD_NAME ?? hostname()}-${Math.random().toString(36).slice(2, 8)}`;
+  const metricsSecurity = await metricsSecurityFor(values, kubeConfig, log);
   if (shards !== undefined) {
     const { runSharded } = await import('./sharded.ts');
     const metrics = new Metrics();
@@ -126,12 +129,14 @@ export async function runCommand(values: ParsedValues, io: CommandIO): Promise<n
       ...leaseTimings,
       metricsAddress: str('metrics-bind-address') ?? ':8080',
       probeAddress: str('health-probe-bind-address') ?? ':8081',
+      metricsSecurity,
     });
   }
   const store: ObjectStore = new KubeStore(kubeConfig, log, { ...(namespace ? { namespace } : {}), fieldManager: 'vmmem' });
   return runForever(store, log, {
     policy,
     concurrency,
+    metricsSecurity,
     metricsAddress: str('metrics-bind-address') ?? ':8080',
     probeAddress: str('health-probe-bind-address') ?? ':8081',
     ...(values['leader-elect']
@@ -146,6 +151,25 @@ export async function runCommand(values: ParsedValues, io: CommandIO): Promise<n
         }
       : {}),
   });
+}
+
+/**
+ * --metrics-secure=true (deploy/ and the chart set it; kubebuilder's default): /metrics over HTTPS,
+ * every scrape authenticated and authorized by the API server (src/kube/metrics-tls.ts). Off by
+ * default in the binary so a development run against a kubeconfig serves plain HTTP.
+ */
+async function metricsSecurityFor(values: ParsedValues, kubeConfig: KubeConfig, log: Logger): Promise<MetricsSecurity> {
+  const certDir = typeof values['metrics-cert-dir'] === 'string' ? values['metrics-cert-dir'] : undefined;
+  if (values['metrics-secure'] !== 'true') {
+    if (certDir !== undefined) throw new UsageError('--metrics-cert-dir needs --metrics-secure=true');
+    return {};
+  }
+  const { secureMetricsFor } = await import('../kube/metrics-tls.ts');
+  try {
+    return secureMetricsFor(kubeConfig, certDir, log);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 type LeaseTimings = { leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
@@ -238,7 +262,7 @@ function reportProgress(store: ManifestStore, started: number): void {
 async function runForever(
   store: ObjectStore,
   log: Logger,
-  opts: { policy: HypervisorPolicy; concurrency: number; metricsAddress: string; probeAddress: string; leader?: LeaderLike },
+  opts: { policy: HypervisorPolicy; concurrency: number; metricsAddress: string; probeAddress: string; leader?: LeaderLike; metricsSecurity?: MetricsSecurity },
 ): Promise<number> {
   const metrics = new Metrics();
   setDefaultMetrics(metrics);
@@ -266,6 +290,7 @@ async function runForever(
     metricsAddress: opts.metricsAddress,
     probeAddress: opts.probeAddress,
     metrics: { text: () => metrics.text(), contentType: 'text/plain; version=0.0.4; charset=utf-8' },
+    ...opts.metricsSecurity,
     ready: () => (store.synced ? true : 'caches not synced'),
     logger: log,
   });

@@ -13,6 +13,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { Gauge } from 'prom-client';
 import { startHealthServer } from '../controller/health.ts';
+import type { MetricsSecurity } from '../controller/health.ts';
 import { Operator } from '../controller/operator.ts';
 import type { HypervisorPolicy } from '../drivers/policy.ts';
 import type { Metrics } from '../controller/metrics.ts';
@@ -176,12 +177,13 @@ export class ShardedOperator {
 }
 
 /** `vmmem run --shards N`: serves /metrics and the probes, runs until SIGTERM/SIGINT, then hands every shard over. */
-export async function runSharded(opts: ShardedOperatorOptions & { metricsAddress: string; probeAddress: string }): Promise<number> {
+export async function runSharded(opts: ShardedOperatorOptions & { metricsAddress: string; probeAddress: string; metricsSecurity?: MetricsSecurity }): Promise<number> {
   const sharded = new ShardedOperator(opts);
   const server = await startHealthServer({
     metricsAddress: opts.metricsAddress,
     probeAddress: opts.probeAddress,
     metrics: { text: () => opts.metrics.text(), contentType: 'text/plain; version=0.0.4; charset=utf-8' },
+    ...opts.metricsSecurity,
     ready: () => (sharded.synced ? true : 'shard caches not synced'),
     logger: opts.log,
   });

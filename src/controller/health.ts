@@ -9,6 +9,7 @@
  * and `healthz check failed` / `readyz check failed`; `?verbose` lists passing checks as `[+]name ok`.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { redactText } from './log.ts';
 import type { Logger } from './ports.ts';
@@ -22,6 +23,12 @@ export interface MetricsSource {
   readonly contentType: string;
 }
 
+/** A metrics authorizer's verdict: serve, or refuse with 401 (who are you?), 403 (not allowed) or 503 (could not check). */
+export type MetricsAccess = { allowed: true } | { allowed: false; status: 401 | 403 | 503; reason: string };
+
+/** HTTPS and a per-scrape authorizer for /metrics, both or neither (src/kube/metrics-tls.ts). */
+export type MetricsSecurity = Pick<HealthServerOptions, 'metricsTls' | 'authorizeMetrics'>;
+
 export interface HealthServerOptions {
   /** `host:port`, `:port` (all interfaces) or `'0'` (disabled). Default `:8080`. */
   metricsAddress?: string;
@@ -29,6 +36,11 @@ export interface HealthServerOptions {
   probeAddress?: string;
   /** Served on /metrics; without it /metrics is 404. */
   metrics?: MetricsSource;
+  /** Serve the metrics listener over HTTPS with this key pair (PEM). Needs its own address: the
+   *  kubelet's probes stay plain HTTP, so sharing one port with them is refused. */
+  metricsTls?: { key: string; cert: string };
+  /** Asked before every /metrics response (e.g. TokenReview + SubjectAccessReview, src/kube/metrics-auth.ts). */
+  authorizeMetrics?: (req: http.IncomingMessage) => Promise<MetricsAccess>;
   /** The readiness check (e.g. caches synced), registered as `ready`. */
   ready?: Checker;
   /** More named readiness checks. */
@@ -99,11 +111,11 @@ async function runCheck(name: string, check: Checker, timeoutMs: number): Promis
   }
 }
 
-function urlOf(info: AddressInfo): string {
+function urlOf(info: AddressInfo, scheme = 'http'): string {
   let host = info.address;
   if (host === '::' || host === '0.0.0.0' || host === '') host = info.family === 'IPv6' ? '::1' : '127.0.0.1';
   if (host.includes(':')) host = `[${host}]`;
-  return `http://${host}:${info.port}`;
+  return `${scheme}://${host}:${info.port}`;
 }
 
 /** Starts the listeners; resolves once they are bound. */
@@ -116,6 +128,9 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
     metricsAddr.host === probeAddr.host &&
     metricsAddr.port === probeAddr.port &&
     metricsAddr.port !== 0; // two ephemeral ports are two listeners
+  if (shared && opts.metricsTls !== undefined) {
+    throw new Error(`metrics over HTTPS need their own address: ${opts.metricsAddress} is also the probe address (the kubelet probes plain HTTP)`);
+  }
   const timeoutMs = opts.checkTimeoutMs ?? 5000;
   const log = opts.logger;
 
@@ -171,6 +186,11 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
           const path = url.pathname;
           const verbose = url.searchParams.has('verbose');
           if (serveMetrics && path === '/metrics' && opts.metrics !== undefined) {
+            const access = opts.authorizeMetrics === undefined ? { allowed: true as const } : await opts.authorizeMetrics(req);
+            if (!access.allowed) {
+              res.writeHead(access.status, { 'content-type': 'text/plain; charset=utf-8' }).end(`${access.reason}\n`);
+              return;
+            }
             const text = await opts.metrics.text();
             res.writeHead(200, { 'content-type': opts.metrics.contentType }).end(text);
             return;
@@ -199,8 +219,9 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
     addr: { host: string | undefined; port: number },
     serveMetrics: boolean,
     serveProbes: boolean,
+    tls?: { key: string; cert: string },
   ): Promise<AddressInfo> {
-    const server = http.createServer(handler(serveMetrics, serveProbes));
+    const server = tls === undefined ? http.createServer(handler(serveMetrics, serveProbes)) : https.createServer(tls, handler(serveMetrics, serveProbes));
     server.keepAliveTimeout = 5000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -232,18 +253,19 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
     if (shared) {
       probeInfo = await listen(probeAddr, true, true);
     } else {
-      if (metricsAddr !== undefined) metricsInfo = await listen(metricsAddr, true, false);
+      if (metricsAddr !== undefined) metricsInfo = await listen(metricsAddr, true, false, opts.metricsTls);
       if (probeAddr !== undefined) probeInfo = await listen(probeAddr, false, true);
     }
     const m = shared ? probeInfo : metricsInfo;
+    const metricsScheme = opts.metricsTls === undefined ? 'http' : 'https';
     log?.info(
-      { metrics: m !== undefined ? urlOf(m) : 'disabled', probes: probeInfo !== undefined ? urlOf(probeInfo) : 'disabled' },
+      { metrics: m !== undefined ? urlOf(m, metricsScheme) : 'disabled', metricsAuth: opts.authorizeMetrics !== undefined, probes: probeInfo !== undefined ? urlOf(probeInfo) : 'disabled' },
       'serving metrics and health probes',
     );
     return {
       metrics: metricsInfo,
       probes: probeInfo,
-      metricsUrl: m !== undefined ? urlOf(m) : undefined,
+      metricsUrl: m !== undefined ? urlOf(m, metricsScheme) : undefined,
       probeUrl: probeInfo !== undefined ? urlOf(probeInfo) : undefined,
       close: closeAll,
     };

@@ -45,3 +45,17 @@ export const SHARDING_RULES: readonly PolicyRule[] = [
 export const SHARD_LABEL_RULES: readonly PolicyRule[] = [
   { apiGroups: ['vmmem.io'], resources: ['virtualmachinememories', 'hypervisors'], verbs: ['patch'] },
 ];
+
+/**
+ * The secured metrics endpoint (src/kube/metrics-auth.ts): the operator asks the API server who a
+ * scraper is (TokenReview) and whether it may get /metrics (SubjectAccessReview). Both are
+ * cluster-scoped create-only APIs, so a ClusterRole even in single-namespace mode; they expose no
+ * object data.
+ */
+export const METRICS_AUTH_RULES: readonly PolicyRule[] = [
+  { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+  { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+];
+
+/** What a scraper (Prometheus' ServiceAccount) needs: bind a ClusterRole with this rule to it. */
+export const METRICS_READER_RULE = { nonResourceURLs: ['/metrics'], verbs: ['get'] } as const;

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments, parse } from 'yaml';
 import { RUN_OPTIONS } from '../../../src/cli/run.ts';
-import { LEADER_ELECTION_RULES, OPERATOR_RULES, SHARDING_RULES, SHARD_LABEL_RULES } from '../../../src/kube/rbac.ts';
+import { LEADER_ELECTION_RULES, METRICS_AUTH_RULES, METRICS_READER_RULE, OPERATOR_RULES, SHARDING_RULES, SHARD_LABEL_RULES } from '../../../src/kube/rbac.ts';
 import { startKube, type KubeEnv, type KubeUser } from '../../env/kube.ts';
 import { KUBE_APISERVER_ARGS, REPO_ROOT, applyObjects, ensureNamespaces, kubectl, renderKustomization, toYaml, type KubeObject } from '../kube/rbac-helper.ts';
 
@@ -106,6 +106,8 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
       ['image.digest=latest', /\/image\/digest/],
       ['metrics.serviceMonitor.interval=often', /\/metrics\/serviceMonitor\/interval/],
       ['sharding.shards=0', /\/sharding\/shards/],
+      ['metrics.secure=maybe', /\/metrics\/secure/],
+      ['metrics.certSecret=Not/A/Name', /\/metrics\/certSecret/],
       ['typo=1', /additional properties 'typo' not allowed|typo/],
     ] as const) {
       const r = await helm(['template', 'vmmem', CHART, '--set', set]);
@@ -140,8 +142,9 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
         for (const r of roles) assert.deepEqual(r.rules, [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }]);
       }),
       template(['watchNamespace=vms']).then(async (objs) => {
-        assert.equal(find(objs, 'ClusterRole'), undefined, 'single namespace: no ClusterRole');
-        assert.equal(find(objs, 'ClusterRoleBinding'), undefined);
+        // Single namespace: cluster-wide only the metrics auth (cluster-scoped review APIs) and the unbound reader role.
+        const cluster = objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding').map((o) => `${o.kind} ${o.metadata.name}`);
+        assert.deepEqual(cluster.sort(), ['ClusterRole vmmem-metrics-auth', 'ClusterRole vmmem-metrics-reader', 'ClusterRoleBinding vmmem-metrics-auth']);
         const single = (await renderKustomization('overlays/single-namespace')).objects as Obj[];
         const role = objs.find((o) => o.kind === 'Role' && o.metadata.name === 'vmmem');
         assert.equal(role?.metadata.namespace, 'vms');
@@ -151,6 +154,32 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
         assert.ok(args.includes('--namespace=vms'), args.join(' '));
       }),
     ]).then(() => undefined);
+  });
+
+  it('metrics.secure (default): --metrics-secure=true and the metrics RBAC of src/kube/rbac.ts and deploy/base; off: none of it', async () => {
+    const args = (d: Obj) => (d.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args;
+    assert.ok(args(must(chart, 'Deployment')).includes('--metrics-secure=true'));
+    assert.deepEqual(sortRules(must(chart, 'ClusterRole', 'vmmem-metrics-auth').rules), sortRules(METRICS_AUTH_RULES));
+    assert.deepEqual(sortRules(must(chart, 'ClusterRole', 'vmmem-metrics-auth').rules), sortRules(must(base, 'ClusterRole', 'vmmem-metrics-auth').rules));
+    const binding = must(chart, 'ClusterRoleBinding', 'vmmem-metrics-auth');
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'vmmem', namespace: NS }]);
+    assert.deepEqual(binding.roleRef, must(base, 'ClusterRoleBinding', 'vmmem-metrics-auth').roleRef);
+    assert.deepEqual(must(chart, 'ClusterRole', 'vmmem-metrics-reader').rules, [METRICS_READER_RULE]);
+    assert.deepEqual(must(chart, 'ClusterRole', 'vmmem-metrics-reader').rules, must(base, 'ClusterRole', 'vmmem-metrics-reader').rules);
+    assert.equal(find(chart, 'ClusterRoleBinding', 'vmmem-metrics-reader'), undefined, 'nobody may scrape until the admin says who');
+    const [bound, off, cert] = await Promise.all([
+      template(['metrics.readerSubjects[0].kind=ServiceAccount', 'metrics.readerSubjects[0].name=prometheus-k8s', 'metrics.readerSubjects[0].namespace=monitoring']),
+      template(['metrics.secure=false', 'metrics.serviceMonitor.enabled=true']),
+      template(['metrics.certSecret=vmmem-metrics-tls']),
+    ]);
+    assert.deepEqual(must(bound, 'ClusterRoleBinding', 'vmmem-metrics-reader').subjects, [{ kind: 'ServiceAccount', name: 'prometheus-k8s', namespace: 'monitoring' }]);
+    assert.ok(args(must(off, 'Deployment')).includes('--metrics-secure=false'));
+    assert.equal(off.filter((o) => o.metadata.name.startsWith('vmmem-metrics-') && o.kind.startsWith('ClusterRole')).length, 0);
+    assert.equal((must(off, 'ServiceMonitor').spec as { endpoints: { scheme: string }[] }).endpoints[0]!.scheme, 'http');
+    const pod = (must(cert, 'Deployment').spec as { template: { spec: { containers: { args: string[]; volumeMounts: { name: string; mountPath: string }[] }[]; volumes: { name: string; secret?: { secretName: string } }[] } } }).template.spec;
+    assert.ok(pod.containers[0]!.args.includes('--metrics-cert-dir=/etc/vmmem/metrics-tls'), pod.containers[0]!.args.join(' '));
+    assert.ok(pod.containers[0]!.volumeMounts.some((m) => m.name === 'metrics-tls' && m.mountPath === '/etc/vmmem/metrics-tls'));
+    assert.equal(pod.volumes.find((v) => v.name === 'metrics-tls')?.secret?.secretName, 'vmmem-metrics-tls');
   });
 
   it('the Deployment, Service and ServiceAccount equal deploy/base (hardened), labels aside', () => {
@@ -189,10 +218,10 @@ void describe('charts/vmmem (Helm) against deploy/ and a real API server', () =>
     assert.deepEqual(sortRules(must(objs, 'ClusterRole', 'vmmem-shard-labels').rules), sortRules(SHARD_LABEL_RULES));
     assert.deepEqual(sortRules(must(objs, 'ClusterRole', 'vmmem-shard-labels').rules), sortRules(must(sharded, 'ClusterRole', 'vmmem-shard-labels').rules));
     for (const b of ['RoleBinding', 'ClusterRoleBinding']) assert.deepEqual(must(objs, b, b === 'RoleBinding' ? 'vmmem-shards' : 'vmmem-shard-labels').subjects, [{ kind: 'ServiceAccount', name: 'vmmem', namespace: NS }]);
-    // One watched namespace: the label rule is a Role there, still no cluster-wide permission.
+    // One watched namespace: the label rule is a Role there; cluster-wide only the metrics auth.
     const single = await template(['sharding.enabled=true', 'watchNamespace=vms']);
-    assert.equal(find(single, 'ClusterRole'), undefined);
-    assert.equal(find(single, 'ClusterRoleBinding'), undefined);
+    const cluster = single.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding').map((o) => o.metadata.name);
+    assert.deepEqual([...new Set(cluster)].sort(), ['vmmem-metrics-auth', 'vmmem-metrics-reader']);
     const labels = single.find((o) => o.kind === 'Role' && o.metadata.name === 'vmmem-shard-labels');
     assert.equal(labels?.metadata.namespace, 'vms');
     assert.deepEqual(sortRules(labels?.rules), sortRules(SHARD_LABEL_RULES));

@@ -21,7 +21,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { RUN_OPTIONS } from '../../../src/cli/run.ts';
-import { LEADER_ELECTION_RULES, OPERATOR_RULES, SHARDING_RULES, SHARD_LABEL_RULES } from '../../../src/kube/rbac.ts';
+import { LEADER_ELECTION_RULES, METRICS_AUTH_RULES, OPERATOR_RULES, SHARDING_RULES, SHARD_LABEL_RULES } from '../../../src/kube/rbac.ts';
 import { MEMBER_LABEL, SHARDS_LABEL, SHARD_LABEL, shardOf } from '../../../src/kube/shards.ts';
 import { startKube, type KubeEnv } from '../../env/kube.ts';
 import {
@@ -90,6 +90,8 @@ const SERVICE_MONITOR_CRD = {
                         port: { type: 'string' },
                         path: { type: 'string' },
                         scheme: { type: 'string', enum: ['http', 'https'] },
+                        bearerTokenFile: { type: 'string' },
+                        tlsConfig: { type: 'object', properties: { insecureSkipVerify: { type: 'boolean' }, serverName: { type: 'string' } } },
                         interval: { type: 'string', pattern: DURATION },
                         scrapeTimeout: { type: 'string', pattern: DURATION },
                       },
@@ -291,7 +293,11 @@ void describe('deploy/ (kustomize) on a real API server', () => {
     const objs = rendered.get('base')!;
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
     const roles = objs.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole') as (Obj & { rules: Rule[] })[];
-    for (const r of roles) {
+    const reader = must(objs, 'ClusterRole', 'vmmem-metrics-reader') as Obj & { rules: unknown };
+    assert.deepEqual(reader.rules, [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }], 'scrapers: get /metrics, nothing else');
+    const metricsAuth = must(objs, 'ClusterRole', 'vmmem-metrics-auth') as Obj & { rules: Rule[] };
+    assert.deepEqual(metricsAuth.rules, METRICS_AUTH_RULES, 'ClusterRole vmmem-metrics-auth = METRICS_AUTH_RULES');
+    for (const r of roles.filter((x) => x !== reader)) {
       for (const rule of r.rules) {
         for (const f of [...rule.apiGroups, ...rule.resources, ...rule.verbs]) assert.notEqual(f, '*', `${r.kind} ${r.metadata.name}: wildcard`);
         if (rule.resources.some((x) => x === 'virtualmachinememories' || x === 'hypervisors')) assert.deepEqual([...rule.verbs].sort(), ['get', 'list', 'watch']);
@@ -342,7 +348,9 @@ void describe('deploy/ (kustomize) on a real API server', () => {
 
   void it('overlays/single-namespace: Role-only, --namespace=vms, Secrets readable in vms only', () => {
     const objs = rendered.get('overlays/single-namespace')!;
-    assert.deepEqual(objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding').map((o) => o.metadata.name), []);
+    // Cluster-wide only what the secured metrics endpoint needs (TokenReview/SubjectAccessReview
+    // create, cluster-scoped APIs) and the unbound reader role for scrapers.
+    assert.deepEqual(objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding').map((o) => o.metadata.name).sort(), ['vmmem-metrics-auth', 'vmmem-metrics-auth', 'vmmem-metrics-reader']);
     must(objs, 'Role', 'vmmem', 'vms');
     must(objs, 'Role', 'vmmem-secrets', 'vms');
     must(objs, 'RoleBinding', 'vmmem-secrets', 'vms');
@@ -375,6 +383,12 @@ void describe('deploy/ (kustomize) on a real API server', () => {
     assert.deepEqual(sm.namespaceSelector.matchNames, ['vmmem-system']);
     assert.ok(svc.spec.ports.some((p) => p.name === sm.endpoints[0]!.port));
     assert.equal(sm.endpoints[0]!.path, '/metrics');
+    // The operator serves HTTPS and authorizes the token (--metrics-secure): scrape with both.
+    const ep = sm.endpoints[0] as unknown as { scheme: string; bearerTokenFile: string; tlsConfig: { insecureSkipVerify: boolean } };
+    assert.equal(ep.scheme, 'https');
+    assert.equal(ep.bearerTokenFile, '/var/run/secrets/kubernetes.io/serviceaccount/token');
+    assert.equal(ep.tlsConfig.insecureSkipVerify, true, 'the default certificate is self-signed');
+    assert.ok(deploymentOf(objs).template.spec.containers[0]!.args.includes('--metrics-secure=true'));
   });
 
   void it('overlays/sharded: 3 replicas with --shards=12, rolling updates, PDB maxUnavailable 1; refused next to components/ha', async () => {
