@@ -274,8 +274,55 @@ export function parseInventory(doc: unknown, source = '<memory>'): SimInventory 
   return { ...(type ? { type } : {}), hostMemory, latency, faults, qemuOverhead, vms };
 }
 
+/** One raw VM entry with the helpers every check uses: where it is, and how to fail there. */
+interface VmInput {
+  raw: Record<string, unknown>;
+  source: string;
+  name: string;
+  /** "vms[2] (web)": the entry and its name, the prefix of every error. */
+  where: string;
+  fail: (field: string, reason: string) => never;
+  /** An optional boolean field, false when absent. */
+  bool: (field: string) => boolean;
+  /** An optional quantity field in bytes. */
+  q: (field: string) => bigint | undefined;
+}
+
+/** What every VM has, whichever hypervisor type. */
+interface VmIdentity {
+  name: string;
+  uuid: string;
+  type: HypervisorType;
+  powerState: PowerState;
+  transient: boolean;
+  numa: boolean;
+  balloon: BalloonMode;
+  balloonDelayMs: number;
+}
+
+/** The entry's memory fields as given, bytes; each type's rules are checked after. */
+interface VmMemory {
+  maxMemory: bigint;
+  memory: bigint;
+  configMaxMemory?: bigint;
+  configMemory?: bigint;
+  reservation?: bigint;
+  limit?: Limit;
+  actual?: bigint;
+  guest: { guestUsed?: bigint };
+  /** Fails when `v` is not a multiple of the type's granularity (or of `g`, named `u`). */
+  checkGran: (field: string, v: bigint | undefined, g?: bigint, u?: string) => void;
+}
+
 /** Validates one VM entry (inventory `vms[i]`, or simHost().add()). */
 export function parseVM(raw: unknown, source: string, at: string): SimVMState {
+  const input = vmInput(raw, source, at);
+  const id = vmIdentity(input);
+  const mem = vmMemory(input, id);
+  return id.type === 'esx' ? esxVM(input, id, mem) : libvirtVM(input, id, mem);
+}
+
+function vmInput(raw: unknown, source: string, at: string): VmInput {
   if (!isRecord(raw)) throw new SimInventoryError(source, at, 'must be a mapping');
   const name = raw.name;
   if (typeof name !== 'string' || name === '') throw new SimInventoryError(source, at, 'name: required, a non-empty string');
@@ -286,25 +333,33 @@ export function parseVM(raw: unknown, source: string, at: string): SimVMState {
   for (const key of Object.keys(raw)) {
     if (!VM_KEYS.has(key)) fail(key, `unknown field (known: ${[...VM_KEYS].join(', ')})`);
   }
-  const type = raw.type as HypervisorType;
-  if (!HYPERVISOR_TYPES.includes(type)) fail('type', `${JSON.stringify(raw.type)} is not one of ${HYPERVISOR_TYPES.join(', ')}`);
-  const powerState = (raw.powerState ?? 'Running') as PowerState;
-  if (!POWER.includes(powerState)) fail('powerState', `${JSON.stringify(raw.powerState)} is not one of ${POWER.join(', ')}`);
-  const uuid = raw.uuid === undefined ? uuidFromName(name) : typeof raw.uuid === 'string' ? canonicalUuid(raw.uuid) : undefined;
-  if (uuid === undefined) return fail('uuid', `${JSON.stringify(raw.uuid)} is not a UUID`);
   const bool = (field: string): boolean => {
     const v = raw[field];
     if (v === undefined) return false;
     if (typeof v !== 'boolean') fail(field, 'must be true or false');
     return v as boolean;
   };
+  const q = (field: string): bigint | undefined => (raw[field] === undefined ? undefined : quantityOf(raw[field], source, where, field));
+  return { raw, source, name, where, fail, bool, q };
+}
+
+function vmIdentity({ raw, source, name, where, fail, bool }: VmInput): VmIdentity {
+  const type = raw.type as HypervisorType;
+  if (!HYPERVISOR_TYPES.includes(type)) fail('type', `${JSON.stringify(raw.type)} is not one of ${HYPERVISOR_TYPES.join(', ')}`);
+  const powerState = (raw.powerState ?? 'Running') as PowerState;
+  if (!POWER.includes(powerState)) fail('powerState', `${JSON.stringify(raw.powerState)} is not one of ${POWER.join(', ')}`);
+  const uuid = raw.uuid === undefined ? uuidFromName(name) : typeof raw.uuid === 'string' ? canonicalUuid(raw.uuid) : undefined;
+  if (uuid === undefined) return fail('uuid', `${JSON.stringify(raw.uuid)} is not a UUID`);
   const transient = bool('transient');
   const numa = bool('numa');
   const balloon = (raw.balloon ?? 'responsive') as BalloonMode;
   if (!BALLOON.includes(balloon)) fail('balloon', `${JSON.stringify(raw.balloon)} is not one of ${BALLOON.join(', ')}`);
   const balloonDelayMs = raw.balloonDelay === undefined ? 0 : durationMs(raw.balloonDelay, source, `${where}.balloonDelay`, 'balloonDelay');
+  return { name, uuid, type, powerState, transient, numa, balloon, balloonDelayMs };
+}
 
-  const q = (field: string): bigint | undefined => (raw[field] === undefined ? undefined : quantityOf(raw[field], source, where, field));
+/** The memory fields, and the checks every type shares: granularity and > 0 of maxMemory. */
+function vmMemory({ raw, source, where, fail, q }: VmInput, { type, powerState }: VmIdentity): VmMemory {
   if (raw.maxMemory === undefined) fail('maxMemory', 'required');
   const maxMemory = q('maxMemory') as bigint;
   const memory = q('memory') ?? maxMemory;
@@ -328,36 +383,78 @@ export function parseVM(raw: unknown, source: string, at: string): SimVMState {
   checkGran('configMaxMemory', configMaxMemory);
   if (maxMemory <= 0n) fail('maxMemory', 'must be > 0');
   if (configMaxMemory !== undefined && configMaxMemory <= 0n) fail('configMaxMemory', 'must be > 0');
+  return { maxMemory, memory, configMaxMemory, configMemory, reservation, limit, actual, guest, checkGran };
+}
 
-  if (isEsx) {
-    if (transient) fail('transient', 'ESX VMs are always persistent');
-    if (numa) fail('numa', 'only libvirt domains (qemu, test) model NUMA cells here');
-    if (raw.memory !== undefined && memory !== maxMemory) fail('memory', 'ESX has no balloon target: memory is enforced through limit; omit memory or set it equal to maxMemory');
-    if (configMaxMemory !== undefined || configMemory !== undefined) fail(configMaxMemory !== undefined ? 'configMaxMemory' : 'configMemory', 'ESX has one configuration: use maxMemory');
-    checkGran('reservation', reservation, MIB, 'whole number of MiB');
-    if (limit !== undefined && limit !== 'unlimited') checkGran('limit', limit, MIB, 'whole number of MiB');
-    const res = reservation ?? 0n;
-    const lim = limit ?? 'unlimited';
-    if (res > maxMemory) fail('reservation', 'must be <= maxMemory');
-    if (lim !== 'unlimited' && res > lim) fail('reservation', 'must be <= limit');
-    const enabled = bool('memoryHotAddEnabled');
-    const hotLimit = q('hotPlugMemoryLimit');
-    const increment = q('hotPlugMemoryIncrementSize');
-    checkGran('hotPlugMemoryLimit', hotLimit, MIB, 'whole number of MiB');
-    checkGran('hotPlugMemoryIncrementSize', increment, MIB, 'whole number of MiB');
-    if (increment !== undefined && increment <= 0n) fail('hotPlugMemoryIncrementSize', 'must be > 0');
-    if (actual !== undefined) fail('actual', 'ESX reports no balloon actual');
-    const config: SimWorld = { maxMemory, memory: maxMemory, reservation: res, limit: lim };
-    return {
-      name, uuid, type, powerState, persistent: true, numa: false, config, balloon, balloonDelayMs, ...guest,
-      hotAdd: {
-        enabled,
-        ...(hotLimit !== undefined ? { limit: hotLimit } : {}),
-        ...(increment !== undefined ? { increment } : {}),
-      },
-    };
+/** ESX: one persistent configuration, memory enforced through reservation/limit, hot-add settings. */
+function esxVM({ raw, fail, bool, q }: VmInput, id: VmIdentity, mem: VmMemory): SimVMState {
+  const { maxMemory, memory, configMaxMemory, configMemory, reservation, limit, actual, checkGran } = mem;
+  if (id.transient) fail('transient', 'ESX VMs are always persistent');
+  if (id.numa) fail('numa', 'only libvirt domains (qemu, test) model NUMA cells here');
+  if (raw.memory !== undefined && memory !== maxMemory) fail('memory', 'ESX has no balloon target: memory is enforced through limit; omit memory or set it equal to maxMemory');
+  if (configMaxMemory !== undefined || configMemory !== undefined) fail(configMaxMemory !== undefined ? 'configMaxMemory' : 'configMemory', 'ESX has one configuration: use maxMemory');
+  checkGran('reservation', reservation, MIB, 'whole number of MiB');
+  if (limit !== undefined && limit !== 'unlimited') checkGran('limit', limit, MIB, 'whole number of MiB');
+  const res = reservation ?? 0n;
+  const lim = limit ?? 'unlimited';
+  if (res > maxMemory) fail('reservation', 'must be <= maxMemory');
+  if (lim !== 'unlimited' && res > lim) fail('reservation', 'must be <= limit');
+  const enabled = bool('memoryHotAddEnabled');
+  const hotLimit = q('hotPlugMemoryLimit');
+  const increment = q('hotPlugMemoryIncrementSize');
+  checkGran('hotPlugMemoryLimit', hotLimit, MIB, 'whole number of MiB');
+  checkGran('hotPlugMemoryIncrementSize', increment, MIB, 'whole number of MiB');
+  if (increment !== undefined && increment <= 0n) fail('hotPlugMemoryIncrementSize', 'must be > 0');
+  if (actual !== undefined) fail('actual', 'ESX reports no balloon actual');
+  const config: SimWorld = { maxMemory, memory: maxMemory, reservation: res, limit: lim };
+  const { name, uuid, type, powerState, balloon, balloonDelayMs } = id;
+  return {
+    name, uuid, type, powerState, persistent: true, numa: false, config, balloon, balloonDelayMs, ...mem.guest,
+    hotAdd: {
+      enabled,
+      ...(hotLimit !== undefined ? { limit: hotLimit } : {}),
+      ...(increment !== undefined ? { increment } : {}),
+    },
+  };
+}
+
+/** libvirt types (qemu, xen, test): a live world while running, a config world unless transient. */
+function libvirtVM(input: VmInput, id: VmIdentity, mem: VmMemory): SimVMState {
+  libvirtRefusals(input, id, mem);
+  const { fail } = input;
+  const { type, powerState, transient, numa } = id;
+  const { maxMemory, memory, configMaxMemory, configMemory, limit, actual } = mem;
+  const running = powerState !== 'ShutOff';
+  const hostLimit: Limit | undefined = type === 'xen' ? undefined : (limit ?? 'unlimited');
+  const world = (max: bigint, target: bigint): SimWorld => ({ maxMemory: max, memory: target, ...(hostLimit !== undefined ? { limit: hostLimit } : {}) });
+  let config: SimWorld | undefined;
+  if (!transient) {
+    const cMax = configMaxMemory ?? maxMemory;
+    const cMem = configMemory ?? (configMaxMemory !== undefined && memory > cMax ? cMax : memory);
+    if (cMem <= 0n) fail('configMemory', 'must be > 0');
+    if (cMem > cMax) fail('configMemory', 'must be <= configMaxMemory');
+    config = world(cMax, cMem);
   }
+  if (!running && (configMaxMemory !== undefined || configMemory !== undefined)) {
+    fail('configMaxMemory', 'a shut-off domain has only a config world: give it as maxMemory/memory');
+  }
+  if (actual !== undefined && (!running || actual > maxMemory)) fail('actual', 'only for a running domain, and <= maxMemory');
+  const virtioMem = input.raw.virtioMem === undefined
+    ? undefined
+    : virtioMemOf(input.raw.virtioMem, { source: input.source, where: input.where, type, numa, running, persistent: !transient, fail });
+  const { name, uuid, balloon, balloonDelayMs } = id;
+  return {
+    name, uuid, type, powerState, persistent: !transient, numa,
+    ...(running ? { live: world(maxMemory, memory), actual: actual ?? memory } : {}),
+    ...(config ? { config } : {}),
+    balloon, balloonDelayMs, ...mem.guest,
+    ...(virtioMem ? { virtioMem } : {}),
+  };
+}
 
+/** What libvirt's drivers do not have (ESX-only settings, Xen's missing tunables) and bad sizes. */
+function libvirtRefusals({ raw, fail }: VmInput, { type, powerState, transient, numa }: VmIdentity, mem: VmMemory): void {
+  const { maxMemory, memory, configMaxMemory, configMemory, reservation, limit, actual, checkGran } = mem;
   for (const f of ['memoryHotAddEnabled', 'hotPlugMemoryLimit', 'hotPlugMemoryIncrementSize']) {
     if (raw[f] !== undefined) fail(f, 'only ESX VMs have memory hot-add settings');
   }
@@ -374,29 +471,6 @@ export function parseVM(raw: unknown, source: string, at: string): SimVMState {
   if (memory > maxMemory) fail('memory', 'must be <= maxMemory');
   if (transient && powerState === 'ShutOff') fail('transient', 'a transient domain cannot be shut off (it vanishes when it stops)');
   if (transient && (configMaxMemory !== undefined || configMemory !== undefined)) fail('transient', 'a transient domain has no config world (configMaxMemory/configMemory)');
-  const running = powerState !== 'ShutOff';
-  const hostLimit: Limit | undefined = type === 'xen' ? undefined : (limit ?? 'unlimited');
-  const world = (max: bigint, mem: bigint): SimWorld => ({ maxMemory: max, memory: mem, ...(hostLimit !== undefined ? { limit: hostLimit } : {}) });
-  let config: SimWorld | undefined;
-  if (!transient) {
-    const cMax = configMaxMemory ?? maxMemory;
-    const cMem = configMemory ?? (configMaxMemory !== undefined && memory > cMax ? cMax : memory);
-    if (cMem <= 0n) fail('configMemory', 'must be > 0');
-    if (cMem > cMax) fail('configMemory', 'must be <= configMaxMemory');
-    config = world(cMax, cMem);
-  }
-  if (!running && (configMaxMemory !== undefined || configMemory !== undefined)) {
-    fail('configMaxMemory', 'a shut-off domain has only a config world: give it as maxMemory/memory');
-  }
-  if (actual !== undefined && (!running || actual > maxMemory)) fail('actual', 'only for a running domain, and <= maxMemory');
-  const virtioMem = raw.virtioMem === undefined ? undefined : virtioMemOf(raw.virtioMem, { source, where, type, numa, running, persistent: !transient, fail });
-  return {
-    name, uuid, type, powerState, persistent: !transient, numa,
-    ...(running ? { live: world(maxMemory, memory), actual: actual ?? memory } : {}),
-    ...(config ? { config } : {}),
-    balloon, balloonDelayMs, ...guest,
-    ...(virtioMem ? { virtioMem } : {}),
-  };
 }
 
 /**
