@@ -1,5 +1,5 @@
-// The container image's recipe, checked statically (no Docker engine runs here, nothing is
-// installed): the Dockerfile: Node 24 base in every stage, production dependencies only
+// The container image's recipe, checked statically (fast, nothing installed; the real build
+// and run with buildah/podman is test/peer/image/build.test.ts): the Dockerfile: Node 24 base in every stage, production dependencies only
 // (`npm ci --omit=dev`), non-root numeric USER, openssh-client, ENTRYPOINT/CMD as documented;
 // the build context as .dockerignore defines it: no node_modules, tests, .git, docs or deploy;
 // every COPY source present. Running vmmem from the assembled image tree (real `npm ci`) is
