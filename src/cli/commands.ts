@@ -135,7 +135,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         description:
           'cluster: serve /metrics over HTTPS and let a scrape through only with a bearer token the API server authenticates (TokenReview) and allows to get /metrics (SubjectAccessReview): 401 without, 403 if not allowed. deploy/ and the Helm chart set true (docs/kubernetes.md)',
       },
-      { name: 'metrics-cert-dir', type: 'string', placeholder: 'dir', description: 'with --metrics-secure=true: tls.crt and tls.key for the metrics listener (e.g. a mounted kubernetes.io/tls Secret); default: a self-signed certificate made at start' },
+      { name: 'metrics-cert-dir', type: 'string', placeholder: 'dir', description: 'with --metrics-secure=true: tls.crt and tls.key for the metrics listener (e.g. a mounted kubernetes.io/tls Secret), re-read when they change; default: a self-signed certificate made at start' },
       { name: 'health-probe-bind-address', type: 'string', placeholder: 'addr', description: '/healthz and /readyz listen address; 0 turns it off (default: :8081 in cluster mode, 0 standalone)' },
       {
         name: 'allow-sim-hypervisors',

@@ -26,6 +26,14 @@ export interface MetricsSource {
 /** A metrics authorizer's verdict: serve, or refuse with 401 (who are you?), 403 (not allowed) or 503 (could not check). */
 export type MetricsAccess = { allowed: true } | { allowed: false; status: 401 | 403 | 503; reason: string };
 
+/** The metrics listener's key pair (PEM); `watch`, if given, delivers renewed pairs (e.g. a
+ *  rotated mounted Secret) until the returned function is called. */
+export interface MetricsTls {
+  key: string;
+  cert: string;
+  watch?: (apply: (next: { key: string; cert: string }) => void) => () => void;
+}
+
 /** HTTPS and a per-scrape authorizer for /metrics, both or neither (src/kube/metrics-tls.ts). */
 export type MetricsSecurity = Pick<HealthServerOptions, 'metricsTls' | 'authorizeMetrics'>;
 
@@ -38,7 +46,7 @@ export interface HealthServerOptions {
   metrics?: MetricsSource;
   /** Serve the metrics listener over HTTPS with this key pair (PEM). Needs its own address: the
    *  kubelet's probes stay plain HTTP, so sharing one port with them is refused. */
-  metricsTls?: { key: string; cert: string };
+  metricsTls?: MetricsTls;
   /** Asked before every /metrics response (e.g. TokenReview + SubjectAccessReview, src/kube/metrics-auth.ts). */
   authorizeMetrics?: (req: http.IncomingMessage) => Promise<MetricsAccess>;
   /** The readiness check (e.g. caches synced), registered as `ready`. */
@@ -214,14 +222,17 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
   }
 
   const servers: http.Server[] = [];
+  const unwatch: (() => void)[] = [];
 
   async function listen(
     addr: { host: string | undefined; port: number },
     serveMetrics: boolean,
     serveProbes: boolean,
-    tls?: { key: string; cert: string },
+    tls?: MetricsTls,
   ): Promise<AddressInfo> {
-    const server = tls === undefined ? http.createServer(handler(serveMetrics, serveProbes)) : https.createServer(tls, handler(serveMetrics, serveProbes));
+    const server = tls === undefined ? http.createServer(handler(serveMetrics, serveProbes)) : https.createServer({ key: tls.key, cert: tls.cert }, handler(serveMetrics, serveProbes));
+    // New connections get the renewed pair; open ones keep theirs.
+    if (tls?.watch) unwatch.push(tls.watch((next) => (server as https.Server).setSecureContext(next)));
     server.keepAliveTimeout = 5000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -236,6 +247,7 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
   }
 
   async function closeAll(): Promise<void> {
+    for (const stop of unwatch.splice(0)) stop();
     await Promise.all(
       servers.splice(0).map(
         (s) =>
