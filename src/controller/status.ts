@@ -23,6 +23,8 @@ export interface VMMOutcome {
   observed: ObservedVM;
   plan: Plan;
   balloon: BalloonState;
+  /** The VM shut off after vmmem's last change to it (stopped.ts): the StoppedAfterChange message. */
+  stoppedAfterChange?: string;
 }
 
 /** A failure before the plan could run (hypervisor unreachable, VM not found, spec invalid, conflict). */
@@ -103,7 +105,9 @@ export function conditionsFor(outcome: VMMOutcome): { conditions: DesiredConditi
   const pendingVerdicts = plan.verdicts.filter((v) => PENDING.has(v.kind));
   const pending = pendingVerdicts.map((v) => ({ field: v.field, value: fmt(v.desired) as string, reason: v.kind, message: v.message }));
 
-  const stalled: DesiredCondition = stalling.length
+  const stalled: DesiredCondition = outcome.stoppedAfterChange
+    ? { type: 'Stalled', status: 'True', reason: 'StoppedAfterChange', message: outcome.stoppedAfterChange }
+    : stalling.length
     ? { type: 'Stalled', status: 'True', reason: stalling[0]?.reason ?? 'Unsupported', message: joinMessages(stalling) }
     : balloon.state === 'unresponsive' && plugging
       ? {

@@ -26,6 +26,8 @@ import { describeStep, RetryableError } from './reconcile-support.ts';
 import type { Result } from './runner.ts';
 import type { BalloonState, VMMFailure } from './status.ts';
 import { statusForFailure, statusForOutcome } from './status.ts';
+import type { AppliedChange } from './stopped.ts';
+import { appliedChange, STOPPED_AFTER_CHANGE, stoppedAfterChange } from './stopped.ts';
 
 export const BALLOON_POLL_MS = 1000;
 const BALLOON_TOLERANCE_FLOOR = 4n * 1024n * 1024n;
@@ -55,6 +57,8 @@ export interface VMMMemo {
   freshNext?: boolean;
   /** An unguarded or overridden shrink of this generation, kept in the Ready message (issue #15). */
   shrinkNote?: { generation: number; guard: NonNullable<Plan['shrinkGuard']> };
+  /** The last change applied to the running VM: a VM found shut off after it is StoppedAfterChange (stopped.ts). */
+  applied?: AppliedChange;
 }
 
 /** The VMM's Hypervisor as converge needs it: its key text, spec (guestHeadroom, capacity) and identity (host memory). */
@@ -147,13 +151,19 @@ export async function converge(s: ReconcileSupport, input: ConvergeInput): Promi
     const steps = planned.steps;
     s.log.info({ vmm: keyString(key), vm: vm.name, steps: steps.map(describeStep) }, 'applying plan');
     let after: ObservedVM | undefined;
+    const before = observed;
+    const remember = (sent: readonly Step[]) => {
+      memo.applied = appliedChange(before, sent, desired, profile, generation, s.now(), nowRFC3339(new Date(s.now()))) ?? memo.applied;
+    };
     try {
       const applied = await s.timeCall(driver, 'apply', () => driver.apply(vm, steps, call));
+      remember(steps);
       after = applied.observed;
       const note = memo.shrinkNote?.generation === generation ? ` (${memo.shrinkNote.guard.message})` : '';
       await s.event(obj, 'Normal', 'Applied', `${vm.name}: ${steps.map(describeStep).join('; ')}${note}`, 'SetMemory');
     } catch (err) {
       gated.release();
+      if (err instanceof DriverError && err.applied.length > 0) remember(err.applied);
       if (!(err instanceof DriverError) || err.code !== 'Refused') throw err;
       await refused(s, input, err, steps, observeFresh, observed);
     }
@@ -172,12 +182,15 @@ export async function converge(s: ReconcileSupport, input: ConvergeInput): Promi
   memo.lastActual = observed.balloon.actual;
   const balloon = balloonState(s, memo, observed, planned, input.timing.balloonTimeoutMs);
   const nowText = nowRFC3339(new Date(s.now()));
+  const stoppedBy = stoppedAfterChange(memo.applied, observed, generation, s.now(), () => (memo.applied = undefined));
   await s.writeStatus(key, (fresh) => {
     if ((fresh.metadata.generation ?? 1) !== generation) return undefined; // a newer spec: its own reconcile writes
-    return withHandled(statusForOutcome(fresh.status as VMMStatus | undefined, generation, { observed, plan: planned, balloon }, nowText), fresh, input.requestedAt);
+    const outcome = { observed, plan: planned, balloon, ...(stoppedBy ? { stoppedAfterChange: stoppedBy } : {}) };
+    return withHandled(statusForOutcome(fresh.status as VMMStatus | undefined, generation, outcome, nowText), fresh, input.requestedAt);
   });
   const stalled = planned.verdicts.filter((v) => v.kind === 'Unsupported' || v.kind === 'Unsafe' || v.kind === 'Invalid');
-  if (stalled.length > 0) await warnOnce(s, obj, memo, stalled[0]?.reason ?? 'Unsupported', stalled.map((v) => v.message).join('; '));
+  if (stoppedBy) await warnOnce(s, obj, memo, STOPPED_AFTER_CHANGE, stoppedBy);
+  else if (stalled.length > 0) await warnOnce(s, obj, memo, stalled[0]?.reason ?? 'Unsupported', stalled.map((v) => v.message).join('; '));
   else if (balloon.state === 'unresponsive') await warnOnce(s, obj, memo, 'BalloonUnresponsive', `balloon stuck at ${formatQuantity(balloon.actual)}, target ${formatQuantity(balloon.target)}`);
   else memo.lastWarning = undefined;
 

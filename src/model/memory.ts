@@ -79,6 +79,12 @@ export interface ObservedVM {
   uuid: string;
   type: HypervisorType;
   powerState: PowerState;
+  /**
+   * A ShutOff VM that the hypervisor says crashed (libvirt's shutoff reason "crashed": QEMU
+   * killed, e.g. by the OOM killer under a low hard_limit; the sim's OOM kill). Absent: running,
+   * stopped normally, or the hypervisor does not say.
+   */
+  stopReason?: 'Crashed';
   /** false = transient libvirt domain: it has no config world. */
   persistent: boolean;
   live?: WorldValues;

@@ -672,6 +672,8 @@ export class SimHost {
     if (timer) clearTimeout(timer);
     this.balloonTimers.delete(vm.uuid);
     vm.powerState = 'ShutOff';
+    if (detail === 'Crashed') vm.stopReason = 'Crashed';
+    else delete vm.stopReason;
     delete vm.live;
     delete vm.actual;
     this.lifecycle(vm, detail);
@@ -683,6 +685,7 @@ export class SimHost {
 
   private start(vm: SimVMState): void {
     vm.powerState = 'Running';
+    delete vm.stopReason;
     if (vm.type !== 'esx') {
       const config = vm.config as SimWorld;
       vm.live = cloneWorld(config);

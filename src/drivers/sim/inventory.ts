@@ -36,6 +36,8 @@ export interface SimVMState {
   uuid: string;
   type: HypervisorType;
   powerState: PowerState;
+  /** Set when the VM last stopped by crashing (the OOM kill), cleared when it starts. */
+  stopReason?: 'Crashed';
   persistent: boolean;
   numa: boolean;
   /** Present while the VM runs (libvirt types). ESX: derived from config. */

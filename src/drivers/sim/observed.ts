@@ -32,6 +32,8 @@ export function observed(vm: SimVMState): ObservedVM {
     balloon: { device: vm.balloon === 'none' ? 'none' : 'present' },
     numa: vm.numa,
   };
+  // What libvirt says of a QEMU process the OOM killer ended: shut off, reason crashed.
+  if (power === 'ShutOff' && vm.stopReason) out.stopReason = vm.stopReason;
   if (vm.guestUsed !== undefined && power !== 'ShutOff') out.guest = { used: vm.guestUsed, source: 'sim guestUsed' };
   if (vm.type === 'esx') {
     const config = worldValues(vm.config as SimWorld, 'esx');
