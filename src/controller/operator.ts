@@ -255,6 +255,10 @@ export class Operator {
         setTimeout(() => {
           const fresh = this.store.get('VirtualMachineMemory', key);
           if (!fresh || this.vmmReconciler.lastActual(key) === actual || isSettledAt(fresh, actual)) return;
+          // Not our own change: someone moved the balloon (virsh setmem), and the event carries
+          // only the actual size, not the new target. Read the VM fresh now rather than plan from
+          // the view's old target and wait for the balloon poll to notice.
+          this.views.peek(hv)?.markDirty(event.vm);
           this.vmms.enqueue(id);
         }, BALLOON_EVENT_SETTLE_MS).unref();
         continue;

@@ -1,5 +1,7 @@
-// apply for the libvirt driver: one libvirt call per step, in order, never
-// coalesced: maxMemory -> virDomainSetMemoryFlags(MEM_MAXIMUM | world),
+// apply for the libvirt driver: one libvirt call per step, in order, except a
+// live step and its config twin on QEMU, which are one call with
+// AFFECT_LIVE | AFFECT_CONFIG (live-config-pairs.ts says when and why):
+// maxMemory -> virDomainSetMemoryFlags(MEM_MAXIMUM | world),
 // memory -> virDomainSetMemoryFlags(world), limit ->
 // virDomainSetMemoryParameters hard_limit, reservation -> min_guarantee;
 // world live = AFFECT_LIVE, config = AFFECT_CONFIG. Values must be whole KiB
@@ -15,6 +17,7 @@ import type { VMHandle } from '../driver.ts';
 import type { HypervisorType, Step } from '../../model/memory.ts';
 import { DomainMemFlags, DomainXmlFlags, MEMORY_PARAM_UNLIMITED, parseDomainXml, virtioMemResizeXml, virtioMemUpdateXml } from '../../libvirt/index.ts';
 import type { DomainRef, LibvirtClient } from '../../libvirt/index.ts';
+import { callGroups } from '../live-config-pairs.ts';
 import { abortable, checkAborted, toDriverError } from './errors.ts';
 import { KIB, configXml, isActive, ref } from './observe.ts';
 import type { DomainFacts, LiveTargets } from './observe.ts';
@@ -46,11 +49,14 @@ function opOf(step: Step): string {
 }
 
 /** Runs `steps` in order; throws a DriverError carrying the steps applied before the refusal. */
-export async function applySteps(c: LibvirtClient, vm: VMHandle, steps: readonly Step[], liveTargets: LiveTargets, signal?: AbortSignal): Promise<Step[]> {
+export async function applySteps(c: LibvirtClient, vm: VMHandle, steps: readonly Step[], liveTargets: LiveTargets, type: HypervisorType, signal?: AbortSignal, knownId?: number): Promise<Step[]> {
   const applied: Step[] = [];
   const d = ref(vm);
-  for (const step of steps) {
-    const world = step.world === 'live' ? DomainMemFlags.LIVE : DomainMemFlags.CONFIG;
+  for (const group of callGroups(steps, type)) {
+    const step = group[0];
+    // A twin pair is one call for both worlds; if it fails, neither is counted as applied.
+    const world = group.length === 2 ? DomainMemFlags.LIVE | DomainMemFlags.CONFIG : step.world === 'live' ? DomainMemFlags.LIVE : DomainMemFlags.CONFIG;
+    const live = group.some((s) => s.world === 'live');
     const op = opOf(step);
     try {
       checkAborted(signal, op, vm.name);
@@ -68,9 +74,10 @@ export async function applySteps(c: LibvirtClient, vm: VMHandle, steps: readonly
             throw new DriverError('Refused', `libvirt: ${op} on ${vm.name}: ${m}`, { op, vm: vm.name, hypervisorMessage: m });
           }
           await abortable(c.domainSetMemoryFlags(d, k - Number(offset / KIB), world), signal, op, vm.name);
-          if (step.world === 'live') {
+          if (live) {
             // Remember the target for this instance of the domain (QEMU reports only the actual size).
-            const id = (await c.lookupDomainByUuid(vm.uuid)).id;
+            // The cached id saves a round trip; a restart since would only make the driver forget the target.
+            const id = knownId !== undefined && knownId >= 0 ? knownId : (await c.lookupDomainByUuid(vm.uuid)).id;
             liveTargets.set(vm.uuid, { id, kib: k });
           }
           break;
@@ -87,7 +94,7 @@ export async function applySteps(c: LibvirtClient, vm: VMHandle, steps: readonly
     } catch (err) {
       throw toDriverError(err, op, vm.name, applied);
     }
-    applied.push(step);
+    applied.push(...group);
   }
   return applied;
 }

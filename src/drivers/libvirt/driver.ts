@@ -253,7 +253,7 @@ export class LibvirtDriver implements Driver {
     const gen = this.cache.generation(vm.uuid);
     let applied: Step[];
     try {
-      applied = await applySteps(c, vm, steps, this.liveTargets, opts.signal);
+      applied = await applySteps(c, vm, steps, this.liveTargets, type, opts.signal, this.cache.get(vm.uuid)?.id);
     } catch (err) {
       // Some steps may have taken: the cached definition is no longer known.
       this.cache.invalidate(vm.uuid);

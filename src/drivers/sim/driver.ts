@@ -1,14 +1,16 @@
 /**
  * The `sim` driver: the Driver interface over an in-process SimHost.
  *
- * Each step becomes exactly one hypervisor call, the call a real driver
- * would make: libvirt types use virDomainSetMemoryFlags (maxMemory with
- * MEM_MAXIMUM, memory) and virDomainSetMemoryParameters (limit = hard_limit,
- * reservation = min_guarantee) with one of AFFECT_LIVE / AFFECT_CONFIG from
- * the step's world; ESX uses ReconfigVM_Task (maxMemory = memoryMB;
- * reservation and limit send the whole memoryAllocation). No coalescing, so
- * every intermediate state is checked by the host's rules and `applied` is
- * exact. ESX has a single configuration: the step's world is not used there.
+ * Each step becomes the hypervisor call a real driver would make: libvirt
+ * types use virDomainSetMemoryFlags (maxMemory with MEM_MAXIMUM, memory) and
+ * virDomainSetMemoryParameters (limit = hard_limit, reservation =
+ * min_guarantee) with AFFECT_LIVE / AFFECT_CONFIG from the step's world — on
+ * QEMU a live step and its config twin are one call with both flags, as the
+ * libvirt driver sends them (live-config-pairs.ts); ESX uses ReconfigVM_Task
+ * (maxMemory = memoryMB; reservation and limit send the whole
+ * memoryAllocation). Otherwise no coalescing, so every intermediate state is
+ * checked by the host's rules and `applied` is exact. ESX has a single
+ * configuration: the step's world is not used there.
  *
  * Values not on the hypervisor's granularity are refused, not rounded:
  * rounding is the planner's job (DESIGN §1), and a real API cannot even carry
@@ -24,6 +26,8 @@ import type { SimConnection } from './calls.ts';
 import { SimRefusal } from './calls.ts';
 import { SimInventoryError } from './inventory.ts';
 import { createSimHost, SimURIError, simHost } from './registry.ts';
+import { callGroups } from '../live-config-pairs.ts';
+import type { CallGroup } from '../live-config-pairs.ts';
 
 const KIB = 1024n;
 const MIB = 1024n * KIB;
@@ -137,24 +141,28 @@ export class SimDriver implements Driver {
     const applied: Step[] = [];
     if (steps.length === 0) return { applied };
     const { host, conn } = this.session('apply', vm.name);
-    for (const step of steps) {
+    // The VM's own type decides the API (an inventory may mix types; see docs/sim.md).
+    const type = host.vm(vm.uuid)?.type ?? host.type;
+    for (const group of callGroups(steps, type)) {
       try {
-        await this.applyOne(host, conn, vm, step, opts.signal);
+        await this.applyOne(host, conn, vm, group, opts.signal);
       } catch (err) {
         throw withApplied(err, applied, vm.name);
       }
-      applied.push(step);
+      applied.push(...group);
     }
     const after = host.vm(vm.uuid);
     return after ? { applied, observed: host.observe(vm) } : { applied };
   }
 
-  private async applyOne(host: SimHost, conn: SimConnection, vm: VMHandle, step: Step, signal?: AbortSignal): Promise<void> {
-    // The VM's own type decides the API (an inventory may mix types; see docs/sim.md).
+  /** One hypervisor call: a step, or (QEMU) a live step and its config twin with both flags. */
+  private async applyOne(host: SimHost, conn: SimConnection, vm: VMHandle, group: CallGroup, signal?: AbortSignal): Promise<void> {
+    const step = group[0];
     const type = host.vm(vm.uuid)?.type ?? host.type;
     if (type === 'esx') return this.applyEsx(host, conn, vm, step, signal);
-    const flags = step.world === 'live' ? { live: true } : { config: true };
-    const world = step.world === 'live' ? 'AFFECT_LIVE' : 'AFFECT_CONFIG';
+    const both = group.length === 2;
+    const flags = both ? { live: true, config: true } : step.world === 'live' ? { live: true } : { config: true };
+    const world = both ? 'AFFECT_LIVE|AFFECT_CONFIG' : step.world === 'live' ? 'AFFECT_LIVE' : 'AFFECT_CONFIG';
     if (step.field === 'maxMemory' && step.requested) return this.applyVirtioMem(host, conn, vm, step, step.requested, signal);
     switch (step.field) {
       case 'maxMemory':

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { DriverEvent, VMHandle } from '../../../src/drivers/driver.ts';
 import { DriverError } from '../../../src/drivers/driver.ts';
 import { LibvirtDriver } from '../../../src/drivers/libvirt/index.ts';
-import { LibvirtClient } from '../../../src/libvirt/index.ts';
+import { DomainMemFlags, LibvirtClient } from '../../../src/libvirt/index.ts';
 import type { Step } from '../../../src/model/memory.ts';
 import { startLibvirtd, tinyDomainXml } from '../../env/libvirtd.ts';
 import type { Libvirtd } from '../../env/libvirtd.ts';
@@ -143,6 +143,45 @@ describe('libvirt driver on QEMU', () => {
       assert.equal(rebooted.live?.memory, 768n * Mi, 'libvirt reports the balloon actual (full size, no guest driver)');
     } finally {
       await remove('apply1');
+    }
+  });
+
+  it('a live step and its config twin are one call with AFFECT_LIVE|AFFECT_CONFIG; libvirt checks both worlds first', async () => {
+    // Count what the driver sends through our own client (the daemon is real).
+    const sent: number[] = [];
+    const original = LibvirtClient.prototype.domainSetMemoryFlags;
+    LibvirtClient.prototype.domainSetMemoryFlags = function (this: LibvirtClient, dom, kib, flags) {
+      sent.push(flags);
+      return original.call(this, dom, kib, flags);
+    };
+    try {
+      const h = await vm('pair1', { maxMiB: 512 });
+      const o = await driver.observe(h);
+      const pair = (to: bigint): Step[] => [
+        { field: 'memory', world: 'live', from: o.live?.memory, to },
+        { field: 'memory', world: 'config', from: o.config?.memory, to },
+      ];
+      const steps = pair(384n * Mi);
+      assert.deepEqual((await driver.apply(h, steps)).applied, steps);
+      assert.deepEqual(sent, [DomainMemFlags.LIVE | DomainMemFlags.CONFIG], 'one call, both flags');
+      const after = await driver.observe(h);
+      assert.equal(after.live?.memory, 384n * Mi);
+      assert.equal(after.config?.memory, 384n * Mi);
+
+      // Config maximum 768Mi, live maximum still 512Mi: 640Mi fits the config only. libvirt
+      // refuses the pair before touching either world (qemuDomainSetMemoryFlags takes the
+      // smaller maximum), so nothing is half-applied.
+      await driver.apply(h, [{ field: 'maxMemory', world: 'config', from: 512n * Mi, to: 768n * Mi }]);
+      const e = await refused(driver.apply(h, pair(640n * Mi)));
+      assert.equal(e.op, 'virDomainSetMemoryFlags');
+      assert.match(e.hypervisorMessage ?? '', /cannot set memory higher than max memory/);
+      assert.deepEqual(e.applied, []);
+      const unchanged = await driver.observe(h);
+      assert.equal(unchanged.config?.memory, 384n * Mi, 'config untouched by the refused pair');
+      assert.equal(unchanged.live?.memory, 384n * Mi, 'live untouched by the refused pair');
+    } finally {
+      LibvirtClient.prototype.domainSetMemoryFlags = original;
+      await remove('pair1');
     }
   });
 
