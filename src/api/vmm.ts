@@ -146,6 +146,25 @@ export type VMMSpec = z.infer<typeof VMMSpecSchema>;
 
 const observedQuantity = (description: string) => z.string().optional().meta({ description });
 
+/** virtio-mem state of one world, exact enough to plan from (vmmem plan --observed). */
+const HotplugStatusSchema = z.object({
+  model: z.enum(['virtio-mem']).meta({ description: 'The hot-plug device model (QEMU virtio-mem).' }),
+  bootMemory: observedQuantity('Boot memory (the NUMA cells): what no live change can move.'),
+  ceiling: observedQuantity('boot + the devices\' sizes: the most maxMemory can reach without a restart.'),
+  devices: z
+    .array(
+      z.object({
+        alias: z.string().optional().meta({ description: 'libvirt device alias, e.g. virtiomem0.' }),
+        node: z.number().int().min(0).optional().meta({ description: 'Guest NUMA node.' }),
+        blockSize: observedQuantity('Plug granularity.'),
+        size: observedQuantity('The most this device can give the guest.'),
+        requested: observedQuantity('What the host asks the guest to plug.'),
+        current: observedQuantity('What the guest has plugged.'),
+      }).meta({ description: 'One virtio-mem device.' }),
+    )
+    .meta({ description: 'The virtio-mem devices, in the order growth fills them.' }),
+});
+
 export const ObservedSchema = z
   .object({
     powerState: z.enum(['Running', 'Paused', 'ShutOff']).optional().meta({ description: 'Running, Paused or ShutOff.' }),
@@ -166,26 +185,27 @@ export const ObservedSchema = z
       })
       .optional()
       .meta({ description: 'The guest\'s own memory use, when the hypervisor reports it. Absent: no statistics, and a shrink is not guarded (the Ready message says so).' }),
-    hotplug: z
+    hotplug: HotplugStatusSchema.optional().meta({ description: 'Memory hot-plug state in effect now (live when running), for domains with virtio-mem devices.' }),
+    configReservation: observedQuantity('reservation the next cold boot will use.'),
+    configLimit: observedQuantity('limit the next cold boot will use, or Unlimited.'),
+    configHotplug: HotplugStatusSchema.optional().meta({ description: 'Memory hot-plug state the next cold boot will use, when the VM is running and its configuration has virtio-mem devices.' }),
+    vm: z
       .object({
-        model: z.enum(['virtio-mem']).meta({ description: 'The hot-plug device model (QEMU virtio-mem).' }),
-        bootMemory: observedQuantity('Boot memory (the NUMA cells): what no live change can move.'),
-        ceiling: observedQuantity('boot + the devices\' sizes: the most maxMemory can reach without a restart.'),
-        devices: z
-          .array(
-            z.object({
-              alias: z.string().optional().meta({ description: 'libvirt device alias, e.g. virtiomem0.' }),
-              node: z.number().int().min(0).optional().meta({ description: 'Guest NUMA node.' }),
-              blockSize: observedQuantity('Plug granularity.'),
-              size: observedQuantity('The most this device can give the guest.'),
-              requested: observedQuantity('What the host asks the guest to plug.'),
-              current: observedQuantity('What the guest has plugged.'),
-            }).meta({ description: 'One virtio-mem device.' }),
-          )
-          .meta({ description: 'The virtio-mem devices, in the order growth fills them.' }),
+        name: z.string().max(255).meta({ description: 'The VM\'s name on the hypervisor.' }),
+        uuid: z.string().max(64).meta({ description: 'The VM\'s UUID.' }),
       })
       .optional()
-      .meta({ description: 'Memory hot-plug state in effect now (live when running), for domains with virtio-mem devices.' }),
+      .meta({ description: 'Which VM was observed (vmmem plan --observed checks the spec still names it).' }),
+    balloonDevice: z.enum(['present', 'none']).optional().meta({ description: 'none: the VM has no balloon device (memory cannot change while it runs).' }),
+    numa: z.boolean().optional().meta({ description: 'true: a QEMU domain with NUMA cells (libvirt refuses maxMemory changes through its memory API).' }),
+    hotAdd: z
+      .object({
+        enabled: z.boolean().meta({ description: 'ESX memory hot-add is enabled.' }),
+        limit: observedQuantity('The most memory hot-add can reach.'),
+        increment: observedQuantity('Hot-add grows in multiples of this.'),
+      })
+      .optional()
+      .meta({ description: 'ESX memory hot-add settings.' }),
   })
   .meta({ description: 'What vmmem last observed on the hypervisor, as exact quantities.' });
 

@@ -73,20 +73,31 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'plan',
     summary: 'show what vmmem would change, changing nothing',
-    usage: 'vmmem plan -f <file|dir|->... [--hypervisor <uri>] [-o table|yaml|json]',
+    usage: 'vmmem plan -f <file|dir|->... [--hypervisor <uri> | --observed <file|dir>] [-o table|yaml|json|markdown] [--detailed-exitcode]',
     description:
-      'For each VirtualMachineMemory, observes its VM (read-only) and prints the ordered steps and, per field, the verdict (Applied, RestartRequired, AwaitingPowerOff, Unsupported, Unsafe, Invalid). ' +
-      'Meant for a pull-request check. Invalid manifests are reported like `validate` does, on stderr.',
+      'For each VirtualMachineMemory, observes its VM (read-only) and prints the ordered steps and, per field, the verdict (Applied, RestartRequired, AwaitingPowerOff, Unsupported, Unsafe, Invalid), ' +
+      'with the same rules as the operator: guest-aware shrink (the Hypervisor\'s spec.guestHeadroom) and host capacity (VMMs on one host checked against each other). ' +
+      'Meant for a pull-request check: -o markdown is a table a CI bot can post (every text from manifests or hypervisors escaped), ' +
+      'and --observed plans from a state saved earlier (`vmmem run --once -o yaml`, a --status-file, or `kubectl get vmm,hypervisors -A -o yaml`) without connecting to anything, so the check needs no credentials. ' +
+      'A saved state that cannot be read, is invalid or was written by an older vmmem plans nothing (exit 1); a VMM it has no observation of, or whose spec now names another VM or Hypervisor, is an error row (exit 1). ' +
+      'Invalid manifests are reported like `validate` does, on stderr.',
     flags: [
       filenameFlag('manifests to plan'),
       { name: 'hypervisor', type: 'string', placeholder: 'uri', description: "observe every VM on this hypervisor instead of the one each VMM's hypervisorRef names" },
-      { name: 'output', short: 'o', type: 'string', values: ['table', 'yaml', 'json'], default: 'table', placeholder: 'format', description: 'output format' },
+      {
+        name: 'observed',
+        type: 'string',
+        placeholder: 'file|dir',
+        description: 'plan from this saved state (objects with status) instead of the hypervisors: no connection, no credentials; Hypervisors missing from -f are taken from it',
+      },
+      { name: 'output', short: 'o', type: 'string', values: ['table', 'yaml', 'json', 'markdown'], default: 'table', placeholder: 'format', description: 'output format (markdown: a table for a pull-request comment)' },
+      { name: 'detailed-exitcode', type: 'boolean', description: "terraform's exit codes: 0 nothing would change, 2 changes to send, 3 something Stalled, 1 an error" },
     ],
     exitCodes: [
-      [0, 'plan shown; every field can be applied (now or after a restart / power-off)'],
-      [1, 'a VM could not be observed, or the manifests are invalid'],
-      [2, 'usage error'],
-      [3, 'some field is Unsupported, Unsafe or Invalid'],
+      [0, 'plan shown; every field can be applied (now or after a restart / power-off). With --detailed-exitcode: and nothing would be sent'],
+      [1, 'a VM could not be observed, the saved state (--observed) is unusable or has no observation of a VMM, or the manifests are invalid'],
+      [2, 'usage error. With --detailed-exitcode also: the plan has changes to send (a usage error prints no plan)'],
+      [3, 'some field is Unsupported, Unsafe or Invalid (Stalled: its owner must change the spec)'],
     ],
   },
   {

@@ -13,7 +13,7 @@ import { checkChanges, commitmentOf, holdForCapacity, hostCapacity, hostVMOf, pa
 import type { HostBudget, ProposedChange } from '../planner/capacity.ts';
 
 /** The budget a Hypervisor's spec and identity give; undefined when the host reports no memory. */
-export function budgetOf(host: string, spec: HypervisorSpec, identity: HypervisorIdentity): HostBudget | undefined {
+export function budgetOf(host: string, spec: HypervisorSpec, identity: Pick<HypervisorIdentity, 'hostname' | 'hostMemory'>): HostBudget | undefined {
   if (identity.hostMemory === undefined) return undefined;
   const c = spec.capacity;
   const budget: HostBudget = {

@@ -6,7 +6,7 @@
 import { formatLimit, formatQuantity } from '../api/quantity.ts';
 import { jsonEqual } from '../util/json-equal.ts';
 import type { VMMStatus } from '../api/vmm.ts';
-import type { Limit, ObservedVM, Plan, Verdict, WorldValues } from '../model/memory.ts';
+import type { HotplugState, Limit, ObservedVM, Plan, Verdict, WorldValues } from '../model/memory.ts';
 import type { DesiredCondition } from './conditions.ts';
 import { mergeConditions } from './conditions.ts';
 import { hotplugCeiling, hotplugCurrent, hotplugRequested } from '../model/hotplug.ts';
@@ -44,9 +44,16 @@ export function effectiveWorld(o: ObservedVM): WorldValues | undefined {
   return o.powerState !== 'ShutOff' && o.live ? o.live : o.config;
 }
 
-export function observedBlock(o: ObservedVM): NonNullable<VMMStatus['observed']> {
+type ObservedStatus = NonNullable<VMMStatus['observed']>;
+
+/**
+ * status.observed: what is in effect now, the next boot's values, and the facts the planner
+ * reads (balloon device, NUMA, ESX hot-add, which VM), so `vmmem plan --observed` can plan from
+ * a saved status exactly as from the hypervisor (src/cli/plan-observed.ts reads it back).
+ */
+export function observedBlock(o: ObservedVM): ObservedStatus {
   const now = effectiveWorld(o);
-  const block: NonNullable<VMMStatus['observed']> = {
+  const block: ObservedStatus = {
     powerState: o.powerState,
     hypervisorType: o.type,
     persistent: o.persistent,
@@ -57,29 +64,41 @@ export function observedBlock(o: ObservedVM): NonNullable<VMMStatus['observed']>
     limit: fmt(now?.limit),
     configMaxMemory: fmt(o.config?.maxMemory),
     configMemory: fmt(o.config?.memory),
+    configReservation: fmt(o.config?.reservation),
+    configLimit: fmt(o.config?.limit),
   };
   for (const k of Object.keys(block) as (keyof typeof block)[]) if (block[k] === undefined) delete block[k];
   if (o.guest) block.guest = { used: formatQuantity(o.guest.used), source: o.guest.source, ...(o.guest.sampledAt ? { sampledAt: o.guest.sampledAt } : {}) };
-  const h = now?.hotplug;
-  if (h) {
-    block.hotplug = {
-      model: h.model,
-      bootMemory: formatQuantity(h.boot),
-      ceiling: formatQuantity(hotplugCeiling(h)),
-      devices: h.devices.map((d) => {
-        const dev: NonNullable<NonNullable<VMMStatus['observed']>['hotplug']>['devices'][number] = {
-          blockSize: formatQuantity(d.block),
-          size: formatQuantity(d.size),
-          requested: formatQuantity(d.requested),
-        };
-        if (d.alias !== undefined) dev.alias = d.alias;
-        if (d.node !== undefined) dev.node = d.node;
-        if (d.current !== undefined) dev.current = formatQuantity(d.current);
-        return dev;
-      }),
-    };
+  if (now?.hotplug) block.hotplug = hotplugBlock(now.hotplug);
+  if (o.config?.hotplug && o.powerState !== 'ShutOff' && o.live) block.configHotplug = hotplugBlock(o.config.hotplug);
+  block.vm = { name: o.name, uuid: o.uuid };
+  block.balloonDevice = o.balloon.device;
+  if (o.numa) block.numa = true;
+  if (o.hotAdd) {
+    block.hotAdd = { enabled: o.hotAdd.enabled };
+    if (o.hotAdd.limit !== undefined) block.hotAdd.limit = formatQuantity(o.hotAdd.limit);
+    if (o.hotAdd.increment !== undefined) block.hotAdd.increment = formatQuantity(o.hotAdd.increment);
   }
   return block;
+}
+
+function hotplugBlock(h: HotplugState): NonNullable<ObservedStatus['hotplug']> {
+  return {
+    model: h.model,
+    bootMemory: formatQuantity(h.boot),
+    ceiling: formatQuantity(hotplugCeiling(h)),
+    devices: h.devices.map((d) => {
+      const dev: NonNullable<ObservedStatus['hotplug']>['devices'][number] = {
+        blockSize: formatQuantity(d.block),
+        size: formatQuantity(d.size),
+        requested: formatQuantity(d.requested),
+      };
+      if (d.alias !== undefined) dev.alias = d.alias;
+      if (d.node !== undefined) dev.node = d.node;
+      if (d.current !== undefined) dev.current = formatQuantity(d.current);
+      return dev;
+    }),
+  };
 }
 
 /** virtio-mem devices still plugging (or unplugging): requested and current of the live world, when they differ. */

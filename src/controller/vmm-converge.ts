@@ -268,7 +268,7 @@ function balloonState(s: ReconcileSupport, memo: VMMMemo, observed: ObservedVM, 
 }
 
 /** The Hypervisor's spec.guestHeadroom for the planner's guest-aware shrink (src/planner/guard.ts). */
-function planOptionsOf(spec: HypervisorSpec): PlanOptions {
+export function planOptionsOf(spec: HypervisorSpec): PlanOptions {
   return spec.guestHeadroom === undefined ? {} : { guard: { headroom: parseQuantity(spec.guestHeadroom, 'spec.guestHeadroom') } };
 }
 
