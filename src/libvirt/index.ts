@@ -26,6 +26,7 @@ export {
   DomainAffect,
   DomainEventId,
   DomainMemFlags,
+  DomainShutoffReason,
   DomainState,
   DomainStatsFlags,
   DomainStatsGroup,

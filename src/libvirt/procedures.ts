@@ -124,6 +124,20 @@ export const DomainState = {
   PMSUSPENDED: 7,
 } as const;
 export type DomainStateName = Lowercase<keyof typeof DomainState>;
+
+/** virDomainShutoffReason: why a SHUTOFF domain stopped (the reason of virDomainGetState / state.reason). */
+export const DomainShutoffReason = {
+  UNKNOWN: 0,
+  SHUTDOWN: 1,
+  DESTROYED: 2,
+  /** The hypervisor process died (e.g. QEMU OOM-killed under its memtune hard_limit). */
+  CRASHED: 3,
+  MIGRATED: 4,
+  SAVED: 5,
+  FAILED: 6,
+  FROM_SNAPSHOT: 7,
+  DAEMON: 8,
+} as const;
 const stateNames: DomainStateName[] = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'];
 export function domainStateName(state: number): DomainStateName | `unknown(${number})` {
   return stateNames[state] ?? `unknown(${state})`;

@@ -171,12 +171,14 @@ async function factsFor(c: LibvirtClient, cache: DomainCache, rec: DomainStatsRe
   const dom = rec.dom;
   const active = dom.id !== -1;
   const state = statNumber(rec, 'state.state') ?? (active ? 1 : 5);
+  const stateReason = statNumber(rec, 'state.reason');
   // The test driver has no BALLOON group (libvirt 9.0 test_driver.c: STATE and IOTHREAD only): ask virDomainGetInfo.
   const actualP = !active ? Promise.resolve(undefined) : needInfo ? c.domainGetInfo(dom).then((i) => i.memoryKiB) : Promise.resolve(statNumber(rec, 'balloon.current'));
   // The BALLOON group carries the guest's statistics (balloon.available, .usable, ...) when it reports them.
   const guest = !active ? undefined : needInfo ? await memoryStatsUsage(c, dom) : guestUsageOf((k) => statNumber(rec, `balloon.${k}`), 'libvirt memory stats');
   if (cached) {
     cached.state = state;
+    cached.stateReason = stateReason;
     cached.guest = guest;
     cached.actualKiB = await actualP;
     if (active) cached.xml.currentMemoryKiB = cached.actualKiB ?? cached.xml.currentMemoryKiB;
@@ -192,7 +194,7 @@ async function factsFor(c: LibvirtClient, cache: DomainCache, rec: DomainStatsRe
   const actualKiB = await actualP;
   // The live <currentMemory> of a running domain is its balloon size, which the stats report fresher.
   if (active && actualKiB !== undefined) xml.currentMemoryKiB = actualKiB;
-  const f: DomainFacts = { name: dom.name, uuid: dom.uuid, id: dom.id, state, persistent, xml, inactiveXml, actualKiB, guest };
+  const f: DomainFacts = { name: dom.name, uuid: dom.uuid, id: dom.id, state, stateReason, persistent, xml, inactiveXml, actualKiB, guest };
   cache.store(f, gen);
   return f;
 }

@@ -15,7 +15,7 @@
 import { DriverError } from '../driver.ts';
 import type { VMHandle } from '../driver.ts';
 import type { GuestUsage, HypervisorType, ObservedVM, WorldValues } from '../../model/memory.ts';
-import { DomainState, DomainXmlFlags, MEMORY_PARAM_UNLIMITED, parseDomainXml } from '../../libvirt/index.ts';
+import { DomainShutoffReason, DomainState, DomainXmlFlags, MEMORY_PARAM_UNLIMITED, parseDomainXml } from '../../libvirt/index.ts';
 import type { DomainInfo, DomainRef, DomainXmlInfo, LibvirtClient } from '../../libvirt/index.ts';
 
 export const KIB = 1024n;
@@ -28,6 +28,8 @@ export interface DomainFacts {
   id: number;
   /** virDomainState */
   state: number;
+  /** The state's reason (virDomainGetState / stats state.reason); for SHUTOFF a virDomainShutoffReason. */
+  stateReason?: number | undefined;
   persistent: boolean;
   /** The live XML of a running domain; the (only) XML of a shut-off one. */
   xml: DomainXmlInfo;
@@ -120,6 +122,11 @@ export function world(x: DomainXmlInfo, type: HypervisorType): WorldValues {
   return w;
 }
 
+/** A shut-off domain whose process died (libvirt's default on_crash=destroy). */
+function crashed(f: DomainFacts): boolean {
+  return f.state === DomainState.SHUTOFF && f.stateReason === DomainShutoffReason.CRASHED;
+}
+
 /**
  * The ObservedVM of `f`. Forgets a remembered live target whose domain
  * instance is gone (restarted or shut off), as observe() always did.
@@ -137,6 +144,8 @@ export function observedOf(f: DomainFacts, type: HypervisorType, liveTargets: Li
     balloon: { device: f.xml.memballoonModel === 'none' ? 'none' : 'present' },
     numa: (config ?? f.xml).numaCells.length > 0,
   };
+  // QEMU killed (the OOM killer under a hard_limit, or any other death): libvirt says shut off, reason crashed.
+  if (!active && crashed(f)) out.stopReason = 'Crashed';
   if (active) {
     const w = world(f.xml, type);
     const remembered = liveTargets.get(f.uuid);
@@ -190,5 +199,5 @@ export async function readDomainFacts(c: LibvirtClient, vm: VMHandle, op: { name
   // A running domain's XML carries its id; a shut-off one has none.
   const id = active ? (xml.id ?? 0) : -1;
   const guest = active ? await stats : undefined;
-  return { name: xml.name ?? vm.name, uuid: xml.uuid ?? vm.uuid, id, state: state.state, persistent, xml, inactiveXml, actualKiB: active ? di.memoryKiB : undefined, guest };
+  return { name: xml.name ?? vm.name, uuid: xml.uuid ?? vm.uuid, id, state: state.state, stateReason: state.reason, persistent, xml, inactiveXml, actualKiB: active ? di.memoryKiB : undefined, guest };
 }
