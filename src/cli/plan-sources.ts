@@ -20,10 +20,13 @@ import type { HostFacts } from './plan-report.ts';
 export interface PlanHost {
   /** namespace/name (or "--hypervisor" for the override): groups VMMs per host. */
   key: string;
-  /** For messages and budgets: the object's name, or the override's URI. */
+  /** For messages: the object's name, or the override's URI. */
   name: string;
   spec: HypervisorSpec;
 }
+
+/** The host as capacity messages name it: namespace/name, like the operator's (src/controller/capacity.ts). */
+const budgetName = (h: PlanHost) => (h.key.includes('/') ? h.key : h.name);
 
 export interface ObservationSource {
   /** What the VMM's VM looks like; throws with a message naming what failed. */
@@ -49,7 +52,7 @@ export async function liveSource(store: ObjectStore, log: Logger): Promise<Obser
     },
     async host(host) {
       const { driver, identity } = await pool.get(poolKey(host), host.spec);
-      const budget = budgetOf(host.name, host.spec, identity);
+      const budget = budgetOf(budgetName(host), host.spec, identity);
       // Without a bulk observation the operator cannot see the host either and lets plans through.
       if (!budget || !driver.observeAll) return budget ? { budget } : {};
       return { budget, vms: (await driver.observeAll()).vms.map(hostVMOf) };
@@ -65,7 +68,7 @@ export function savedSource(state: SavedState): ObservationSource {
     host: (host) =>
       Promise.resolve().then(() => {
         const budgetFor = (hostname: string | undefined, hostMemory: bigint) =>
-          budgetOf(host.name, host.spec, { hostMemory, ...(hostname !== undefined ? { hostname } : {}) }) as HostBudget;
+          budgetOf(budgetName(host), host.spec, { hostMemory, ...(hostname !== undefined ? { hostname } : {}) }) as HostBudget;
         return savedHost(state, host.key, budgetFor) ?? {};
       }),
     close: () => Promise.resolve(),
