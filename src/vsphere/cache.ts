@@ -8,11 +8,9 @@
 // with a full set (a collector does not outlive its session, so this also covers a re-login).
 import { VSphereError, VSphereFault } from './errors.ts';
 import { parseUpdateSet } from './decode.ts';
-import { createContainerView, destroyQuietly } from './properties.ts';
+import { createViewFilter, destroyViewFilter } from './properties.ts';
 import type { Session } from './session.ts';
 import type { MoRef } from './soap.ts';
-import { parseMoRef } from './soap.ts';
-import { containerViewObjectSpecXml, propertyFilterSpecXml } from './specs.ts';
 import type { ObjectUpdate } from './types.ts';
 import type { XmlNode } from './xml.ts';
 import { child, childText, el } from './xml.ts';
@@ -79,20 +77,11 @@ export class PropertyCache {
     this.#view = undefined;
     this.#version = '';
     this.#objects = new Map();
-    if (pc) await destroyQuietly(this.#s, 'DestroyPropertyCollector', pc);
-    if (v) await destroyQuietly(this.#s, 'DestroyView', v);
+    await destroyViewFilter(this.#s, pc, v);
   }
 
   async #setup(): Promise<void> {
-    const s = this.#s;
-    const sc = await s.content();
-    if (!sc.viewManager) throw new VSphereError('this server has no ViewManager', 'CreateContainerView');
-    this.#collector = await s.call('CreatePropertyCollector', sc.propertyCollector, [], (res) =>
-      parseMoRef(child(res, 'returnval'), 'CreatePropertyCollector'),
-    );
-    this.#view = await createContainerView(s, this.#type);
-    const spec = propertyFilterSpecXml(this.#type, this.#paths, [containerViewObjectSpecXml(this.#view)], 'spec');
-    await s.call('CreateFilter', this.#collector, [spec, el('partialUpdates', null, false)], () => undefined);
+    ({ collector: this.#collector, view: this.#view } = await createViewFilter(this.#s, this.#type, this.#paths));
   }
 
   /** WaitForUpdatesEx without waiting, following truncated answers; applies every update. */

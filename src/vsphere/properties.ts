@@ -69,6 +69,40 @@ export async function destroyQuietly(s: Session, method: 'DestroyView' | 'Destro
   }
 }
 
+/** A private PropertyCollector with one filter over a ContainerView: what a watch or a kept copy polls. */
+export interface ViewFilter {
+  collector: MoRef;
+  view: MoRef;
+}
+
+/**
+ * A private collector (so cancelling our wait touches no one else's), a ContainerView of every
+ * `type`, and one filter for `paths` of its objects. What it created before a failure is destroyed.
+ */
+export async function createViewFilter(s: Session, type: string, paths: readonly string[]): Promise<ViewFilter> {
+  const sc = await s.content();
+  if (!sc.viewManager) throw new VSphereError('this server has no ViewManager', 'CreateContainerView');
+  const collector = await s.call('CreatePropertyCollector', sc.propertyCollector, [], (res) =>
+    parseMoRef(child(res, 'returnval'), 'CreatePropertyCollector'),
+  );
+  let view: MoRef | undefined;
+  try {
+    view = await createContainerView(s, type);
+    const spec = propertyFilterSpecXml(type, paths, [containerViewObjectSpecXml(view)], 'spec');
+    await s.call('CreateFilter', collector, [spec, el('partialUpdates', null, false)], () => undefined);
+    return { collector, view };
+  } catch (e) {
+    await destroyViewFilter(s, collector, view);
+    throw e;
+  }
+}
+
+/** Destroys a collector and its view, best effort (both die with the session anyway). */
+export async function destroyViewFilter(s: Session, collector: MoRef | undefined, view: MoRef | undefined): Promise<void> {
+  if (collector) await destroyQuietly(s, 'DestroyPropertyCollector', collector);
+  if (view) await destroyQuietly(s, 'DestroyView', view);
+}
+
 /** Every object of `type` under the root folder, with `paths`, through a ContainerView (destroyed after). */
 export async function listObjects(s: Session, pageSize: number, type: string, paths: readonly string[]): Promise<ObjectContent[]> {
   const view = await createContainerView(s, type);

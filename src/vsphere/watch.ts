@@ -6,11 +6,9 @@ import { exponentialDelay } from '../util/backoff.ts';
 import { sleep } from '../util/sleep.ts';
 import { VSphereError } from './errors.ts';
 import { parseUpdateSet } from './decode.ts';
-import { createContainerView, destroyQuietly } from './properties.ts';
+import { createViewFilter, destroyViewFilter } from './properties.ts';
 import type { Session } from './session.ts';
 import type { MoRef } from './soap.ts';
-import { parseMoRef } from './soap.ts';
-import { containerViewObjectSpecXml, propertyFilterSpecXml } from './specs.ts';
 import type { ObjectUpdate, Watch, WatchOptions } from './types.ts';
 import type { XmlNode } from './xml.ts';
 import { child, childText, el } from './xml.ts';
@@ -94,15 +92,7 @@ class PropertyWatch implements Watch {
 
   /** A private collector (so cancelling our wait touches no one else's), a view, one filter. */
   async #setup(): Promise<void> {
-    const s = this.#s;
-    const sc = await s.content();
-    if (!sc.viewManager) throw new VSphereError('this server has no ViewManager', 'CreateContainerView');
-    this.#collector = await s.call('CreatePropertyCollector', sc.propertyCollector, [], (res) =>
-      parseMoRef(child(res, 'returnval'), 'CreatePropertyCollector'),
-    );
-    this.#view = await createContainerView(s, this.#type);
-    const spec = propertyFilterSpecXml(this.#type, this.#paths, [containerViewObjectSpecXml(this.#view)], 'spec');
-    await s.call('CreateFilter', this.#collector, [spec, el('partialUpdates', null, false)], () => undefined);
+    ({ collector: this.#collector, view: this.#view } = await createViewFilter(this.#s, this.#type, this.#paths));
   }
 
   /** WaitForUpdatesEx until stopped: the initial set first (maybe over several truncated answers), then changes. */
@@ -172,8 +162,7 @@ class PropertyWatch implements Watch {
     const v = this.#view;
     this.#collector = undefined;
     this.#view = undefined;
-    if (pc) await destroyQuietly(this.#s, 'DestroyPropertyCollector', pc);
-    if (v) await destroyQuietly(this.#s, 'DestroyView', v);
+    await destroyViewFilter(this.#s, pc, v);
   }
 }
 
