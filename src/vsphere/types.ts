@@ -139,8 +139,8 @@ export type VmSelector =
   | { inventoryPath: string }
   | { moref: string };
 
-export const VM_MEMORY_PROPERTIES = [
-  'name',
+/** The config paths of a VM's memory view (parseVmMemory): what a reconfigure can change. */
+export const VM_CONFIG_PROPERTIES = [
   'config.uuid',
   'config.instanceUuid',
   'config.hardware.memoryMB',
@@ -148,6 +148,11 @@ export const VM_MEMORY_PROPERTIES = [
   'config.memoryHotAddEnabled',
   'config.hotPlugMemoryLimit',
   'config.hotPlugMemoryIncrementSize',
+] as const;
+
+export const VM_MEMORY_PROPERTIES = [
+  'name',
+  ...VM_CONFIG_PROPERTIES,
   'runtime.powerState',
   'runtime.host',
   'summary.quickStats',

@@ -12,20 +12,12 @@
 import type { DriverEvent } from '../driver.ts';
 import type { ObservedVM } from '../../model/memory.ts';
 import type { ObjectUpdate, PropertyCache, VSphereClient } from '../../vsphere/index.ts';
-import { parseVmMemory, VSphereProtocolError } from '../../vsphere/index.ts';
+import { parseVmMemory, VM_CONFIG_PROPERTIES, VSphereProtocolError } from '../../vsphere/index.ts';
 import { eventsOf } from './events.ts';
 import { observedOf } from './observed.ts';
 
 /** The config paths observedOf reads: what a reconfigure can change. */
-const CONFIG_PROPERTIES = [
-  'config.uuid',
-  'config.instanceUuid',
-  'config.hardware.memoryMB',
-  'config.memoryAllocation',
-  'config.memoryHotAddEnabled',
-  'config.hotPlugMemoryLimit',
-  'config.hotPlugMemoryIncrementSize',
-] as const;
+const CONFIG_PROPERTIES = VM_CONFIG_PROPERTIES;
 
 // config.changeVersion changes on every reconfigure. vCenter also reports the nested paths that
 // changed; vcsim reports only `config` and changeVersion. A VM whose changeVersion moved without
