@@ -5,6 +5,7 @@
  * from what their last reconcile saw are queued (low lane). Drivers without
  * observeAll have no host view; their VMMs look on their own timers.
  */
+import { formatDuration } from '../api/duration.ts';
 import { formatQuantity } from '../api/quantity.ts';
 import { HypervisorSpecSchema } from '../api/hypervisor.ts';
 import type { HypervisorSpec } from '../api/hypervisor.ts';
@@ -38,6 +39,9 @@ export interface HypervisorReconcilerOptions extends SupportOptions {
 
 type Conditions = Parameters<typeof mergeConditions>[0];
 
+/** What the runner says about this try: which attempt, and when it retries if it fails. */
+type Attempt = Partial<Pick<ReconcileContext, 'attempt' | 'retryInMs'>>;
+
 export class HypervisorReconciler {
   private readonly s: ReconcileSupport;
   private readonly opts: HypervisorReconcilerOptions;
@@ -47,7 +51,7 @@ export class HypervisorReconciler {
     this.s = new ReconcileSupport(opts);
   }
 
-  async reconcile(key: ObjectKey, ctx?: Pick<ReconcileContext, 'signal'>): Promise<Result> {
+  async reconcile(key: ObjectKey, ctx?: Pick<ReconcileContext, 'signal'> & Attempt): Promise<Result> {
     const obj = this.s.store.get('Hypervisor', key);
     if (!obj) {
       this.opts.views.drop(key);
@@ -56,7 +60,7 @@ export class HypervisorReconciler {
     }
     const spec = parseSpec(HypervisorSpecSchema, obj.spec);
     if (!spec.ok) {
-      await this.failed(obj, spec.reason, spec.message, true);
+      await this.failed(obj, spec.reason, spec.message, true, ctx);
       throw new TerminalError(`Hypervisor ${key.namespace}/${key.name}: ${spec.reason}: ${spec.message}`);
     }
     const syncMs = durationOr(spec.value.syncInterval, 'spec.syncInterval', DEFAULT_SYNC_INTERVAL_MS);
@@ -65,11 +69,11 @@ export class HypervisorReconciler {
       connected = await this.opts.pool.get(key, spec.value);
     } catch (err) {
       const failure = connectionFailure(key.name, err);
-      await this.failed(obj, failure.reason, failure.message, failure.stalled);
+      await this.failed(obj, failure.reason, failure.message, failure.stalled, ctx);
       if (failure.stalled) throw new TerminalError(`Hypervisor ${key.namespace}/${key.name}: ${failure.reason}: ${failure.message}`);
       throw new RetryableError(failure.reason, failure.message, { cause: err });
     }
-    await this.resync(obj, connected.driver, syncMs, ctx?.signal);
+    await this.resync(obj, connected.driver, syncMs, ctx);
     await this.connectedStatus(obj, connected.identity, this.capacityOf(key, spec.value, connected.identity));
     return { requeueAfter: this.s.jittered(syncMs) };
   }
@@ -87,8 +91,9 @@ export class HypervisorReconciler {
    * an interval: the first VMM reconciles of a new connection just listed),
    * then queue the VMMs whose VM changed.
    */
-  private async resync(obj: StoredObject, driver: Parameters<HostViews['ensure']>[1], syncMs: number, signal: AbortSignal | undefined): Promise<void> {
+  private async resync(obj: StoredObject, driver: Parameters<HostViews['ensure']>[1], syncMs: number, ctx: (Pick<ReconcileContext, 'signal'> & Attempt) | undefined): Promise<void> {
     const key = { namespace: obj.metadata.namespace, name: obj.metadata.name };
+    const signal = ctx?.signal;
     let done;
     try {
       done = await this.opts.views.resync(key, driver, { ...(signal ? { signal } : {}), maxAgeMs: syncMs / 2 });
@@ -96,7 +101,7 @@ export class HypervisorReconciler {
       await this.opts.pool.noteError(key, err);
       const failure = connectionFailure(key.name, err);
       const message = `host resync (observeAll): ${failure.message}`;
-      await this.failed(obj, failure.reason, message, false);
+      await this.failed(obj, failure.reason, message, false, ctx);
       throw new RetryableError(failure.reason, message, { cause: err });
     }
     if (!done?.listed || !this.opts.vmmsOf || !this.opts.refOf || !this.opts.lastSeen) return;
@@ -117,6 +122,7 @@ export class HypervisorReconciler {
         [
           { type: 'Connected', status: 'True', reason: 'Connected', message },
           { type: 'Ready', status: 'True', reason: 'Connected', message },
+          { type: 'Reconciling', status: 'False', reason: 'AsExpected', message: 'connected' },
           { type: 'Stalled', status: 'False', reason: 'AsExpected', message: 'connected' },
         ],
         generation,
@@ -135,7 +141,11 @@ export class HypervisorReconciler {
     if (!wasConnected) await this.s.event(obj, 'Normal', 'Connected', message, 'Connect');
   }
 
-  private async failed(obj: StoredObject, reason: string, message: string, stalled: boolean): Promise<void> {
+  /**
+   * Connected/Ready False with the failure. kstatus: Reconciling=True while vmmem retries by itself
+   * (the message says which attempt and when the next is), Stalled=True when only the user can fix it.
+   */
+  private async failed(obj: StoredObject, reason: string, message: string, stalled: boolean, attempt: Attempt | undefined): Promise<void> {
     const generation = obj.metadata.generation ?? 1;
     const nowText = nowRFC3339(new Date(this.s.now()));
     const existing = obj.status as { conditions?: Conditions } | undefined;
@@ -148,6 +158,9 @@ export class HypervisorReconciler {
         [
           { type: 'Connected', status: 'False', reason, message },
           { type: 'Ready', status: 'False', reason, message },
+          stalled
+            ? { type: 'Reconciling', status: 'False', reason, message: 'waiting for the spec to change' }
+            : { type: 'Reconciling', status: 'True', reason, message: retryingMessage(message, attempt) },
           { type: 'Stalled', status: stalled ? 'True' : 'False', reason: stalled ? reason : 'Retrying', message: stalled ? message : 'vmmem retries with backoff' },
         ],
         generation,
@@ -162,4 +175,11 @@ export class HypervisorReconciler {
     const key = { namespace: obj.metadata.namespace, name: obj.metadata.name };
     return this.s.writeStatus(key, (fresh) => ((fresh.metadata.generation ?? 1) === generation ? status : undefined), 'Hypervisor');
   }
+}
+
+/** "retrying: <failure> (attempt 3, next in 20ms)"; without a retry to come (`run --once`) it says so. */
+function retryingMessage(message: string, attempt: Attempt | undefined): string {
+  if (attempt?.attempt === undefined) return `retrying: ${message}`;
+  if (!attempt.retryInMs) return `${message} (attempt ${attempt.attempt}; not retried by vmmem run --once)`;
+  return `retrying: ${message} (attempt ${attempt.attempt}, next in ${formatDuration(Math.ceil(attempt.retryInMs()))})`;
 }

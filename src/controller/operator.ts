@@ -121,7 +121,8 @@ export class Operator {
       concurrency: 2,
       logger: opts.log,
       ...(metrics ? { metrics } : {}),
-      reconcile: (key, ctx) => wrap(ctx, () => this.hypervisorReconciler.reconcile(parseKey(key), ctx)),
+      // --once does not retry a failure: the status must not promise a next attempt.
+      reconcile: (key, ctx) => wrap(ctx, () => this.hypervisorReconciler.reconcile(parseKey(key), once ? { signal: ctx.signal, attempt: ctx.attempt } : ctx)),
     });
   }
 

@@ -83,6 +83,11 @@ export interface RateLimiter<K = string> {
   forget(item: K): void;
   /** How many failures the item has had since it was last forgotten. */
   numRequeues(item: K): number;
+  /**
+   * The delay `when(item)` would return now, without counting a failure: what a status can say
+   * about the next retry ("next in 40ms") before the reconcile fails. Optional for custom limiters.
+   */
+  peek?(item: K): number;
 }
 
 /** `baseMs * 2^failures`, capped at `maxMs` (client-go `ItemExponentialFailureRateLimiter`). */
@@ -100,6 +105,10 @@ export class ItemExponentialFailureRateLimiter<K = string> implements RateLimite
     const exp = this.#failures.get(item) ?? 0;
     this.#failures.set(item, exp + 1);
     return exponentialDelay(this.baseMs, this.maxMs, exp);
+  }
+
+  peek(item: K): number {
+    return exponentialDelay(this.baseMs, this.maxMs, this.#failures.get(item) ?? 0);
   }
 
   forget(item: K): void {
@@ -142,6 +151,12 @@ export class BucketRateLimiter<K = string> implements RateLimiter<K> {
     return (-this.#tokens * 1000) / this.qps;
   }
 
+  peek(_item: K): number {
+    const elapsed = Math.max(0, this.#clock.now() - this.#last);
+    const tokens = Math.min(this.burst, this.#tokens + (elapsed * this.qps) / 1000) - 1;
+    return tokens >= 0 ? 0 : (-tokens * 1000) / this.qps;
+  }
+
   forget(_item: K): void {}
 
   numRequeues(_item: K): number {
@@ -160,6 +175,12 @@ export class MaxOfRateLimiter<K = string> implements RateLimiter<K> {
   when(item: K): number {
     let ret = 0;
     for (const l of this.limiters) ret = Math.max(ret, l.when(item));
+    return ret;
+  }
+
+  peek(item: K): number {
+    let ret = 0;
+    for (const l of this.limiters) ret = Math.max(ret, l.peek?.(item) ?? 0);
     return ret;
   }
 

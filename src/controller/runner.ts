@@ -39,6 +39,13 @@ export interface ReconcileContext {
    * key is not handed out again until this reconcile settles.
    */
   signal: AbortSignal;
+  /** 1 on a first try; n + 1 after n failures in a row (the key's backoff count). */
+  attempt: number;
+  /**
+   * How long the queue will wait before retrying the key if this reconcile fails, for a status
+   * that says when ("next in 40ms"). Absent where a failure is not retried (`run --once`).
+   */
+  retryInMs?: () => number;
 }
 
 export type Reconciler = (key: string, ctx: ReconcileContext) => Promise<Result | void>;
@@ -225,7 +232,9 @@ export class Controller {
     try {
       let result: Result | void;
       try {
-        result = await this.#run(key, { reconcileID, log, signal: ac.signal }, ac);
+        const attempt = this.queue.numRequeues(key) + 1;
+        const retryInMs = () => this.queue.rateLimiter.peek?.(key) ?? 0;
+        result = await this.#run(key, { reconcileID, log, signal: ac.signal, attempt, retryInMs }, ac);
       } catch (err) {
         outcome = 'error';
         m?.reconcileErrors.inc({ controller });

@@ -285,6 +285,27 @@ test('bad Hypervisors: unreachable URI and missing Secret give a clear condition
     assert.match(condition(g, 'Ready')?.message ?? '', /Secret "nope" not found/);
     const hv = JSON.parse((await env.request('GET', `${HV_PATH}/gone`)).body) as { status?: { conditions?: Condition[] } };
     assert.equal(hv.status?.conditions?.find((c) => c.type === 'Connected')?.status, 'False');
+    // kstatus: a connection being retried is Reconciling=True (InProgress), with the attempt and the
+    // next retry, Ready=False and Stalled=False; the attempt count grows with the queue's backoff.
+    const hvConditions = async (name: string) => (JSON.parse((await env.request('GET', `${HV_PATH}/${name}`)).body) as { status?: { conditions?: Condition[] } }).status?.conditions ?? [];
+    const retrying = await waitFor('gone: Reconciling=True at attempt >= 3', async () => {
+      const cs = await hvConditions('gone');
+      const rec = cs.find((c) => c.type === 'Reconciling');
+      const n = Number(/\(attempt (\d+), next in \d+(?:ms|s|m|h)\)$/.exec(rec?.message ?? '')?.[1]);
+      return rec?.status === 'True' && n >= 3 ? cs : undefined;
+    });
+    const rec = retrying.find((c) => c.type === 'Reconciling');
+    assert.equal(rec?.reason, 'HypervisorUnreachable');
+    assert.match(rec?.message ?? '', /^retrying: .*nonexistent/);
+    assert.equal(retrying.find((c) => c.type === 'Ready')?.status, 'False');
+    assert.equal(retrying.find((c) => c.type === 'Stalled')?.status, 'False');
+    // Reachable again (a spec change): Reconciling goes False, Ready True.
+    await apply(HV_PATH, { apiVersion: 'vmmem.io/v1alpha1', kind: 'Hypervisor', metadata: { name: 'gone', namespace: NS }, spec: { uri: 'sim:memory:e2e' } });
+    const healed = await waitFor('gone: connected', async () => {
+      const cs = await hvConditions('gone');
+      return cs.find((c) => c.type === 'Ready')?.status === 'True' ? cs : undefined;
+    });
+    assert.equal(healed.find((c) => c.type === 'Reconciling')?.status, 'False');
     type Ev = { reason: string; type: string; regarding: { name: string } };
     const events = async () => (JSON.parse((await env.request('GET', `/apis/events.k8s.io/v1/namespaces/${NS}/events`)).body) as { items: Ev[] }).items;
     await waitFor('Warning event for vm-f', async () => (await events()).some((e) => e.type === 'Warning' && e.reason === 'HypervisorUnreachable' && e.regarding.name === 'vm-f'), 10_000);

@@ -74,6 +74,20 @@ describe('MaxOfRateLimiter / default controller limiter', () => {
     for (let i = 0; i < 100; i++) assert.equal(m.when(`k${i}`), 5);
     assert.equal(m.when('late'), 100);
   });
+
+  test('peek says what the next when() returns, without counting a failure (a status can say "next in …")', () => {
+    const clock = new FakeClock();
+    const m = new MaxOfRateLimiter<string>(new ItemExponentialFailureRateLimiter<string>(5, 1_000_000), new BucketRateLimiter<string>(10, 3, clock));
+    for (let i = 0; i < 6; i++) {
+      const peeked = m.peek('a');
+      assert.equal(m.peek('a'), peeked, 'peek changes nothing');
+      assert.equal(m.when('a'), peeked, `failure ${i + 1}`);
+    }
+    assert.equal(m.numRequeues('a'), 6);
+    clock.step(250);
+    const peeked = m.peek('b');
+    assert.equal(m.when('b'), peeked, 'the bucket part too, after time passed');
+  });
 });
 
 function recordingMetrics(): QueueMetrics & {
