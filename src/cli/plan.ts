@@ -38,6 +38,7 @@ export async function planCommand(values: ParsedValues, io: CommandIO): Promise<
   const observedPath = values.observed as string | undefined;
   if (files.length === 0) throw new UsageError('no input: give -f <file|dir> (repeatable)');
   if (observedPath !== undefined && values.hypervisor !== undefined) throw new UsageError('--observed and --hypervisor exclude each other: a saved state is planned without any hypervisor');
+  if (observedPath === '-' && files.includes('-')) throw new UsageError('stdin can be -f - or --observed -, not both');
   const override = overrideOf(values.hypervisor);
   let paths: string[];
   try {
