@@ -126,8 +126,10 @@ function urlOf(info: AddressInfo, scheme = 'http'): string {
   return `${scheme}://${host}:${info.port}`;
 }
 
-/** Starts the listeners; resolves once they are bound. */
-export async function startHealthServer(opts: HealthServerOptions = {}): Promise<HealthServer> {
+type Address = { host: string | undefined; port: number };
+
+/** Which listeners to open: metrics and probes on their own addresses, or one shared port. */
+function listenerPlan(opts: HealthServerOptions): { metricsAddr: Address | undefined; probeAddr: Address | undefined; shared: boolean } {
   const metricsAddr = parseAddress(opts.metricsAddress ?? ':8080');
   const probeAddr = parseAddress(opts.probeAddress ?? ':8081');
   const shared =
@@ -139,100 +141,122 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
   if (shared && opts.metricsTls !== undefined) {
     throw new Error(`metrics over HTTPS need their own address: ${opts.metricsAddress} is also the probe address (the kubelet probes plain HTTP)`);
   }
-  const timeoutMs = opts.checkTimeoutMs ?? 5000;
-  const log = opts.logger;
+  return { metricsAddr, probeAddr, shared };
+}
 
+/** What a request handler needs: the options, both check sets, the check timeout. */
+interface HandlerContext {
+  opts: HealthServerOptions;
+  healthChecks: Record<string, Checker>;
+  readyChecks: Record<string, Checker>;
+  timeoutMs: number;
+  log: Logger | undefined;
+}
+
+/** The liveness checks (always `ping`) and the readiness checks (`ping` when none is given). */
+function handlerContext(opts: HealthServerOptions): HandlerContext {
   const healthChecks: Record<string, Checker> = { ping: () => true, ...opts.healthChecks };
   const readyChecks: Record<string, Checker> = {
     ...(opts.ready !== undefined ? { ready: opts.ready } : {}),
     ...opts.readyChecks,
   };
   if (Object.keys(readyChecks).length === 0) readyChecks.ping = () => true;
+  return { opts, healthChecks, readyChecks, timeoutMs: opts.checkTimeoutMs ?? 5000, log: opts.logger };
+}
 
-  async function serveChecks(
-    kind: 'healthz' | 'readyz',
-    checks: Record<string, Checker>,
-    sub: string,
-    verbose: boolean,
-    res: http.ServerResponse,
-  ): Promise<void> {
-    let entries = Object.entries(checks);
-    if (sub !== '') {
-      entries = entries.filter(([n]) => n === sub);
-      if (entries.length === 0) {
-        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`no such check: ${sub}\n`);
-        return;
-      }
+/** /healthz or /readyz (or one check, `/readyz/<name>`), answered in kubebuilder's format. */
+async function serveChecks(
+  ctx: HandlerContext,
+  kind: 'healthz' | 'readyz',
+  sub: string,
+  verbose: boolean,
+  res: http.ServerResponse,
+): Promise<void> {
+  let entries = Object.entries(kind === 'healthz' ? ctx.healthChecks : ctx.readyChecks);
+  if (sub !== '') {
+    entries = entries.filter(([n]) => n === sub);
+    if (entries.length === 0) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`no such check: ${sub}\n`);
+      return;
     }
-    const outcomes = await Promise.all(entries.map(([n, c]) => runCheck(n, c, timeoutMs)));
-    const failed = outcomes.filter((o) => !o.ok);
-    const lines: string[] = [];
-    for (const o of outcomes) {
-      if (o.ok && verbose) lines.push(`[+]${o.name} ok`);
-      else if (!o.ok) lines.push(`[-]${o.name} failed: ${redactText(o.reason)}`);
-    }
-    let body: string;
-    if (failed.length === 0) body = verbose ? `${lines.join('\n')}\n${kind} check passed\n` : 'ok';
-    else body = `${lines.join('\n')}\n${kind} check failed\n`;
-    if (failed.length > 0) log?.info({ endpoint: kind, failed: failed.map((f) => f.name) }, `${kind} check failed`);
-    res.writeHead(failed.length === 0 ? 200 : 503, {
-      'content-type': 'text/plain; charset=utf-8',
-      'x-content-type-options': 'nosniff',
-    });
-    res.end(body);
   }
+  const outcomes = await Promise.all(entries.map(([n, c]) => runCheck(n, c, ctx.timeoutMs)));
+  const failed = outcomes.filter((o) => !o.ok);
+  const lines: string[] = [];
+  for (const o of outcomes) {
+    if (o.ok && verbose) lines.push(`[+]${o.name} ok`);
+    else if (!o.ok) lines.push(`[-]${o.name} failed: ${redactText(o.reason)}`);
+  }
+  let body: string;
+  if (failed.length === 0) body = verbose ? `${lines.join('\n')}\n${kind} check passed\n` : 'ok';
+  else body = `${lines.join('\n')}\n${kind} check failed\n`;
+  if (failed.length > 0) ctx.log?.info({ endpoint: kind, failed: failed.map((f) => f.name) }, `${kind} check failed`);
+  res.writeHead(failed.length === 0 ? 200 : 503, {
+    'content-type': 'text/plain; charset=utf-8',
+    'x-content-type-options': 'nosniff',
+  });
+  res.end(body);
+}
 
-  function handler(serveMetrics: boolean, serveProbes: boolean): http.RequestListener {
-    return (req, res) => {
-      void (async () => {
-        try {
-          const url = new URL(req.url ?? '/', 'http://localhost');
-          if (req.method !== 'GET' && req.method !== 'HEAD') {
-            res.writeHead(405, { allow: 'GET, HEAD' }).end();
-            return;
-          }
-          const path = url.pathname;
-          const verbose = url.searchParams.has('verbose');
-          if (serveMetrics && path === '/metrics' && opts.metrics !== undefined) {
-            const access = opts.authorizeMetrics === undefined ? { allowed: true as const } : await opts.authorizeMetrics(req);
-            if (!access.allowed) {
-              res.writeHead(access.status, { 'content-type': 'text/plain; charset=utf-8' }).end(`${access.reason}\n`);
-              return;
-            }
-            const text = await opts.metrics.text();
-            res.writeHead(200, { 'content-type': opts.metrics.contentType }).end(text);
-            return;
-          }
-          if (serveProbes) {
-            const m = /^\/(healthz|readyz)(?:\/([^/]+))?\/?$/.exec(path);
-            if (m !== null) {
-              const kind = m[1] as 'healthz' | 'readyz';
-              await serveChecks(kind, kind === 'healthz' ? healthChecks : readyChecks, m[2] ?? '', verbose, res);
-              return;
-            }
-          }
-          res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('404 page not found\n');
-        } catch (err) {
-          log?.error({ err, path: req.url }, 'health server request failed');
-          if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
-          res.end('internal error\n');
+/** /metrics, after the authorizer (when there is one) allows this request. */
+async function serveMetricsText(metrics: MetricsSource, authorize: HealthServerOptions['authorizeMetrics'], req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const access = authorize === undefined ? { allowed: true as const } : await authorize(req);
+  if (!access.allowed) {
+    res.writeHead(access.status, { 'content-type': 'text/plain; charset=utf-8' }).end(`${access.reason}\n`);
+    return;
+  }
+  const text = await metrics.text();
+  res.writeHead(200, { 'content-type': metrics.contentType }).end(text);
+}
+
+/** One listener's requests: GET/HEAD only, then /metrics and/or the probes, else 404; a throw is a 500. */
+function handler(ctx: HandlerContext, serveMetrics: boolean, serveProbes: boolean): http.RequestListener {
+  return (req, res) => {
+    void (async () => {
+      try {
+        const url = new URL(req.url ?? '/', 'http://localhost');
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          res.writeHead(405, { allow: 'GET, HEAD' }).end();
+          return;
         }
-      })();
-    };
+        const path = url.pathname;
+        const verbose = url.searchParams.has('verbose');
+        if (serveMetrics && path === '/metrics' && ctx.opts.metrics !== undefined) {
+          await serveMetricsText(ctx.opts.metrics, ctx.opts.authorizeMetrics, req, res);
+          return;
+        }
+        if (serveProbes) {
+          const m = /^\/(healthz|readyz)(?:\/([^/]+))?\/?$/.exec(path);
+          if (m !== null) {
+            await serveChecks(ctx, m[1] as 'healthz' | 'readyz', m[2] ?? '', verbose, res);
+            return;
+          }
+        }
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('404 page not found\n');
+      } catch (err) {
+        ctx.log?.error({ err, path: req.url }, 'health server request failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end('internal error\n');
+      }
+    })();
+  };
+}
+
+/** The open listeners and certificate watches, closed together. */
+class Listeners {
+  readonly #servers: http.Server[] = [];
+  readonly #unwatch: (() => void)[] = [];
+  readonly #ctx: HandlerContext;
+
+  constructor(ctx: HandlerContext) {
+    this.#ctx = ctx;
   }
 
-  const servers: http.Server[] = [];
-  const unwatch: (() => void)[] = [];
-
-  async function listen(
-    addr: { host: string | undefined; port: number },
-    serveMetrics: boolean,
-    serveProbes: boolean,
-    tls?: MetricsTls,
-  ): Promise<AddressInfo> {
-    const server = tls === undefined ? http.createServer(handler(serveMetrics, serveProbes)) : https.createServer({ key: tls.key, cert: tls.cert }, handler(serveMetrics, serveProbes));
+  async listen(addr: Address, serveMetrics: boolean, serveProbes: boolean, tls?: MetricsTls): Promise<AddressInfo> {
+    const onRequest = handler(this.#ctx, serveMetrics, serveProbes);
+    const server = tls === undefined ? http.createServer(onRequest) : https.createServer({ key: tls.key, cert: tls.cert }, onRequest);
     // New connections get the renewed pair; open ones keep theirs.
-    if (tls?.watch) unwatch.push(tls.watch((next) => (server as https.Server).setSecureContext(next)));
+    if (tls?.watch) this.#unwatch.push(tls.watch((next) => (server as https.Server).setSecureContext(next)));
     server.keepAliveTimeout = 5000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -241,15 +265,15 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
         resolve();
       });
     });
-    server.on('error', (err) => log?.error({ err }, 'health server error'));
-    servers.push(server);
+    server.on('error', (err) => this.#ctx.log?.error({ err }, 'health server error'));
+    this.#servers.push(server);
     return server.address() as AddressInfo;
   }
 
-  async function closeAll(): Promise<void> {
-    for (const stop of unwatch.splice(0)) stop();
+  async close(): Promise<void> {
+    for (const stop of this.#unwatch.splice(0)) stop();
     await Promise.all(
-      servers.splice(0).map(
+      this.#servers.splice(0).map(
         (s) =>
           new Promise<void>((resolve) => {
             s.close(() => resolve());
@@ -258,19 +282,25 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
       ),
     );
   }
+}
 
+/** Starts the listeners; resolves once they are bound. */
+export async function startHealthServer(opts: HealthServerOptions = {}): Promise<HealthServer> {
+  const { metricsAddr, probeAddr, shared } = listenerPlan(opts);
+  const ctx = handlerContext(opts);
+  const listeners = new Listeners(ctx);
   try {
     let metricsInfo: AddressInfo | undefined;
     let probeInfo: AddressInfo | undefined;
     if (shared) {
-      probeInfo = await listen(probeAddr, true, true);
+      probeInfo = await listeners.listen(probeAddr!, true, true);
     } else {
-      if (metricsAddr !== undefined) metricsInfo = await listen(metricsAddr, true, false, opts.metricsTls);
-      if (probeAddr !== undefined) probeInfo = await listen(probeAddr, false, true);
+      if (metricsAddr !== undefined) metricsInfo = await listeners.listen(metricsAddr, true, false, opts.metricsTls);
+      if (probeAddr !== undefined) probeInfo = await listeners.listen(probeAddr, false, true);
     }
     const m = shared ? probeInfo : metricsInfo;
     const metricsScheme = opts.metricsTls === undefined ? 'http' : 'https';
-    log?.info(
+    ctx.log?.info(
       { metrics: m !== undefined ? urlOf(m, metricsScheme) : 'disabled', metricsAuth: opts.authorizeMetrics !== undefined, probes: probeInfo !== undefined ? urlOf(probeInfo) : 'disabled' },
       'serving metrics and health probes',
     );
@@ -279,10 +309,10 @@ export async function startHealthServer(opts: HealthServerOptions = {}): Promise
       probes: probeInfo,
       metricsUrl: m !== undefined ? urlOf(m, metricsScheme) : undefined,
       probeUrl: probeInfo !== undefined ? urlOf(probeInfo) : undefined,
-      close: closeAll,
+      close: () => listeners.close(),
     };
   } catch (err) {
-    await closeAll();
+    await listeners.close();
     throw err;
   }
 }
