@@ -132,14 +132,6 @@ export class Transport {
     const deadline = timeoutMs ?? this.#timeoutMs;
     const u = this.endpoint;
     const payload = Buffer.from(body, 'utf8');
-    const headers: http.OutgoingHttpHeaders = {
-      'Content-Type': 'text/xml; charset="utf-8"',
-      'Content-Length': payload.length,
-      SOAPAction: `"${soapAction}"`,
-      Accept: 'text/xml, application/soap+xml',
-      'User-Agent': 'vmmem-vsphere/0.1',
-    };
-    if (this.#cookie !== undefined) headers.Cookie = `${SESSION_COOKIE}=${this.#cookie}`;
     const mod = u.protocol === 'https:' ? https : http;
     return new Promise<HttpResult>((resolve, reject) => {
       let settled = false;
@@ -151,15 +143,7 @@ export class Transport {
         reject(err);
       };
       const req = mod.request(
-        {
-          protocol: u.protocol,
-          hostname: u.hostname.replace(/^\[|\]$/g, ''),
-          port: u.port === '' ? undefined : Number(u.port),
-          path: u.pathname + u.search,
-          method: 'POST',
-          headers,
-          agent: this.#agent,
-        },
+        this.#requestOptions(payload, soapAction),
         (res) => {
           this.#captureCookie(res.headers['set-cookie']);
           const tooLarge = () =>
@@ -212,14 +196,32 @@ export class Transport {
           fail(new StaleSocketError(method));
           return;
         }
-        const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|TLS|SSL|ALTNAME|UNABLE_TO/.test(e.code);
-        const msg = tls
-          ? `${method}: TLS verification of ${u.host} failed: ${e.message} (supply the server's CA, or set insecureSkipVerify explicitly)`
-          : `${method}: connection to ${u.host} failed: ${e.message}`;
-        fail(new VSphereTransportError(msg, method, e.code, { cause: e }));
+        fail(connectionError(method, u.host, e));
       });
       req.end(payload);
     });
+  }
+
+  /** One SOAP POST to the endpoint, with the session cookie when there is one. */
+  #requestOptions(payload: Buffer, soapAction: string): http.RequestOptions {
+    const u = this.endpoint;
+    const headers: http.OutgoingHttpHeaders = {
+      'Content-Type': 'text/xml; charset="utf-8"',
+      'Content-Length': payload.length,
+      SOAPAction: `"${soapAction}"`,
+      Accept: 'text/xml, application/soap+xml',
+      'User-Agent': 'vmmem-vsphere/0.1',
+    };
+    if (this.#cookie !== undefined) headers.Cookie = `${SESSION_COOKIE}=${this.#cookie}`;
+    return {
+      protocol: u.protocol,
+      hostname: u.hostname.replace(/^\[|\]$/g, ''),
+      port: u.port === '' ? undefined : Number(u.port),
+      path: u.pathname + u.search,
+      method: 'POST',
+      headers,
+      agent: this.#agent,
+    };
   }
 
   #captureCookie(setCookie: string[] | undefined): void {
@@ -234,4 +236,13 @@ export class Transport {
       }
     }
   }
+}
+
+/** A request that failed before a response: TLS verification failures say how to fix them. */
+function connectionError(method: string, host: string, e: NodeJS.ErrnoException): VSphereTransportError {
+  const tls = typeof e.code === 'string' && /CERT|SELF_SIGNED|TLS|SSL|ALTNAME|UNABLE_TO/.test(e.code);
+  const msg = tls
+    ? `${method}: TLS verification of ${host} failed: ${e.message} (supply the server's CA, or set insecureSkipVerify explicitly)`
+    : `${method}: connection to ${host} failed: ${e.message}`;
+  return new VSphereTransportError(msg, method, e.code, { cause: e });
 }
