@@ -8,7 +8,10 @@
 --   Stalled=True                  -> Degraded (the spec must change: waiting does not help)
 --   Reconciling=True              -> Progressing (its message: e.g. the balloon is inflating)
 --   RestartRequired=True or an entry in status.pending (RestartRequired, AwaitingPowerOff)
---                                 -> Progressing (lists every pending field)
+--                                 -> Healthy, the message lists every pending field: vmmem applied
+--                                    all it can; the rest is a human's move (a restart, a power-off).
+--                                    Progressing or Suspended would hold later sync waves until then
+--                                    (Argo CD moves to the next wave only when a wave is Healthy).
 --   Ready=True at this generation -> Healthy
 --   anything else                 -> Progressing, with the Ready condition's reason and message
 -- A condition computed for an older generation does not count.
@@ -96,12 +99,12 @@ if type(status.pending) == "table" then
 end
 
 if isTrue("RestartRequired") or #pending > 0 then
-  hs.status = "Progressing"
+  hs.status = "Healthy"
   local head
   if #pending > 0 then
-    head = "Waiting for a restart or power-off: " .. table.concat(pending, ", ")
+    head = "Applied; waiting for a restart or power-off: " .. table.concat(pending, ", ")
   else
-    head = "Waiting for a restart"
+    head = "Applied; waiting for a restart"
   end
   local c = conditions["RestartRequired"]
   if c ~= nil and c.status == "True" and type(c.message) == "string" and c.message ~= "" then

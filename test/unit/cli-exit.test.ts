@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -173,6 +173,37 @@ test('run --once reports a bad spec with validate\'s words (not zod\'s), and Inv
     }
     assert.equal(stalled('VirtualMachineMemory/web-01')?.reason, 'InvalidSpec');
     assert.equal(stalled('Hypervisor/bad-uri')?.reason, 'InvalidURI');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('run --once exit codes of docs/gitops.md "What done means": converged 0, waiting on a restart 0, on a power-off 0, stalled 3', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmmem-done-'));
+  const hv = (name: string, inventory: string) =>
+    `apiVersion: vmmem.io/v1alpha1\nkind: Hypervisor\nmetadata: {name: ${name}, namespace: default}\nspec: {uri: "sim://${join(root, 'examples', 'sim', inventory)}", balloonTimeout: 20s}\n`;
+  const vmmOn = (hypervisor: string, vm: string, spec: string) =>
+    `apiVersion: vmmem.io/v1alpha1\nkind: VirtualMachineMemory\nmetadata: {name: ${vm}, namespace: default}\nspec: {hypervisorRef: {name: ${hypervisor}}, vm: {name: ${vm}}, ${spec}}\n`;
+  const cases = [
+    // The demo's objects, one per directory (examples/demo/vmms.yaml says what each shows).
+    { state: 'converged', yaml: vmmOn('sim-kvm', 'web-01', 'maxMemory: 4Gi'), code: 0, reason: 'Converged' },
+    { state: 'waiting on a restart', yaml: vmmOn('sim-kvm', 'db-01', 'maxMemory: 16Gi, memory: 8Gi, limit: 17Gi'), code: 0, reason: 'RestartRequired' },
+    { state: 'waiting on a power-off', yaml: vmmOn('sim-esx', 'win-01', 'maxMemory: 12Gi, memory: 12Gi, reservation: 2Gi'), code: 0, reason: 'AwaitingPowerOff' },
+    { state: 'stalled', yaml: vmmOn('sim-kvm', 'numa-01', 'maxMemory: 16Gi, limit: 16Gi'), code: 3, reason: 'UnsafeLimit' },
+  ];
+  try {
+    const results = await Promise.all(
+      cases.map(async (c, i) => {
+        const sub = join(dir, `case-${i}`);
+        mkdirSync(sub);
+        writeFileSync(join(sub, 'all.yaml'), [hv('sim-kvm', 'kvm.yaml'), hv('sim-esx', 'esx.yaml'), c.yaml].join('---\n'));
+        const r = await run(['run', '--manifests', sub, '--once', '-o', 'json']);
+        const items = (JSON.parse(r.stdout || '{"items":[]}') as { items: { kind: string; status?: { conditions?: { type: string; reason: string }[] } }[] }).items;
+        const ready = items.find((o) => o.kind === 'VirtualMachineMemory')?.status?.conditions?.find((x) => x.type === 'Ready');
+        return { state: c.state, code: r.code, reason: ready?.reason };
+      }),
+    );
+    assert.deepEqual(results, cases.map((c) => ({ state: c.state, code: c.code, reason: c.reason })));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -210,8 +210,8 @@ const CASES: Case[] = [
       pending: [PENDING_MAX],
       conditions: [cond('Ready', 'False', 'RestartRequired', 'maxMemory waits for a restart'), NOT_RECONCILING, NOT_STALLED, RESTART_MAX],
     }),
-    status: 'Progressing',
-    message: `Waiting for a restart or power-off: maxMemory=16Gi (RestartRequired). ${RESTART_MAX.message}`,
+    status: 'Healthy',
+    message: `Applied; waiting for a restart or power-off: maxMemory=16Gi (RestartRequired). ${RESTART_MAX.message}`,
   },
   {
     name: 'ESX without hot-add: AwaitingPowerOff in pending, RestartRequired=True',
@@ -220,20 +220,20 @@ const CASES: Case[] = [
       pending: [PENDING_POWEROFF, { field: 'memory', value: '12Gi', reason: 'AwaitingPowerOff', message: 'with maxMemory' }],
       conditions: [cond('Ready', 'False', 'AwaitingPowerOff', 'maxMemory waits for power-off'), NOT_RECONCILING, NOT_STALLED, cond('RestartRequired', 'True', 'AwaitingPowerOff', 'maxMemory 8Gi -> 12Gi waits for power-off')],
     }),
-    status: 'Progressing',
-    message: 'Waiting for a restart or power-off: maxMemory=12Gi (AwaitingPowerOff), memory=12Gi (AwaitingPowerOff). maxMemory 8Gi -> 12Gi waits for power-off',
+    status: 'Healthy',
+    message: 'Applied; waiting for a restart or power-off: maxMemory=12Gi (AwaitingPowerOff), memory=12Gi (AwaitingPowerOff). maxMemory 8Gi -> 12Gi waits for power-off',
   },
   {
     name: 'a pending AwaitingPowerOff alone (no RestartRequired condition)',
     obj: vmm({ observedGeneration: 3, pending: [PENDING_POWEROFF], conditions: [READY] }),
-    status: 'Progressing',
-    message: 'Waiting for a restart or power-off: maxMemory=12Gi (AwaitingPowerOff)',
+    status: 'Healthy',
+    message: 'Applied; waiting for a restart or power-off: maxMemory=12Gi (AwaitingPowerOff)',
   },
   {
     name: 'RestartRequired=True without pending entries',
     obj: vmm({ observedGeneration: 3, conditions: [cond('RestartRequired', 'True', 'RestartRequired', 'maxMemory waits')] }),
-    status: 'Progressing',
-    message: 'Waiting for a restart. maxMemory waits',
+    status: 'Healthy',
+    message: 'Applied; waiting for a restart. maxMemory waits',
   },
   {
     name: 'UnsafeLimit: Degraded with the Stalled message',
@@ -379,7 +379,8 @@ function comboObject(c: Combo): unknown {
 function expected(c: Combo): Health['status'] {
   if (c.stalled === 'True') return 'Degraded';
   if (c.reconciling === 'True') return 'Progressing';
-  if (c.restart === 'True' || c.pending !== 'none') return 'Progressing';
+  // Only a human's move is left (restart, power-off): Healthy, so later sync waves are not held.
+  if (c.restart === 'True' || c.pending !== 'none') return 'Healthy';
   if (c.ready === 'True') return 'Healthy';
   return 'Progressing';
 }
@@ -411,12 +412,12 @@ const restartStatus = outcome([verdict('maxMemory', 'RestartRequired', 16n * GiB
 const CONTROLLER_CASES: { name: string; status: unknown; generation?: number; want: Health['status']; message?: RegExp }[] = [
   { name: 'initialStatus (first sight)', status: initialStatus(3, T), want: 'Progressing', message: /FirstObservation/ },
   { name: 'converged', status: outcome(APPLIED), want: 'Healthy', message: /^Converged: in effect: maxMemory 8Gi, memory 6Gi$/ },
-  { name: 'maxMemory waits for a restart', status: restartStatus, want: 'Progressing', message: /maxMemory=16Gi \(RestartRequired\)/ },
+  { name: 'maxMemory waits for a restart', status: restartStatus, want: 'Healthy', message: /^Applied; waiting for a restart or power-off: maxMemory=16Gi \(RestartRequired\)/ },
   {
     name: 'ESX maxMemory awaiting power-off',
     status: outcome([verdict('maxMemory', 'AwaitingPowerOff', 12n * GiB, 'AwaitingPowerOff', 'maxMemory 8Gi -> 12Gi: AwaitingPowerOff: hot-add disabled'), APPLIED[1]!]),
-    want: 'Progressing',
-    message: /maxMemory=12Gi \(AwaitingPowerOff\)/,
+    want: 'Healthy',
+    message: /^Applied; waiting for a restart or power-off: maxMemory=12Gi \(AwaitingPowerOff\)/,
   },
   {
     name: 'reservation unsupported on QEMU',
