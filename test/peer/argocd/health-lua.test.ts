@@ -1,6 +1,7 @@
 // deploy/argocd/health.lua (Argo CD health check for VirtualMachineMemory and Hypervisor), run by
-// real Lua interpreters: lua5.4 and lua5.1 (gopher-lua, which Argo CD embeds, implements 5.1).
-// Both come from test/peer/argocd/setup.sh (npm test runs it first); missing ones fail the test.
+// gopher-lua (the Lua VM Argo CD embeds, through test/peer/argocd/gopher-lua/main.go, which opens
+// the libraries Argo CD opens) and by the C interpreters lua5.1 (the language gopher-lua implements)
+// and lua5.4. All come from test/peer/argocd/setup.sh (npm test runs it first); missing ones fail.
 //
 // The script runs as Argo CD runs it: `obj` is the object converted from JSON to a Lua table, and
 // only the libraries Argo CD opens are there (base and table: no string, math, io or os), so a
@@ -8,18 +9,27 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
+import { vmmemCacheDir } from '../../env/kube.ts';
 import { initialStatus, statusForFailure, statusForOutcome, type BalloonState } from '../../../src/controller/status.ts';
 import type { ObservedVM, Plan, Verdict } from '../../../src/model/memory.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const HEALTH_LUA = join(ROOT, 'deploy', 'argocd', 'health.lua');
 const CM_PATCH = join(ROOT, 'deploy', 'argocd', 'argocd-cm-patch.yaml');
-const INTERPRETERS = ['lua5.4', 'lua5.1'];
+const GOPHER_LUA = 'gopher-lua';
+const INTERPRETERS = [GOPHER_LUA, 'lua5.4', 'lua5.1'];
+/** Where setup.sh builds the gopher-lua runner (keyed by the runner's sources). */
+const gopherLuaBinary = () => join(vmmemCacheDir(), 'argocd', `gopher-lua-${gopherLuaKey()}`, 'gopher-lua-health');
+function gopherLuaKey(): string {
+  const dir = join(ROOT, 'test', 'peer', 'argocd', 'gopher-lua');
+  return createHash('sha256').update(readFileSync(join(dir, 'go.sum'))).update(readFileSync(join(dir, 'main.go'))).digest('hex').slice(0, 12);
+}
 
 // ---------------------------------------------------------------------------------------------
 // JSON -> Lua table literal (what Argo CD hands the script: objects and arrays become tables,
@@ -100,6 +110,11 @@ end
 `;
 
 function interpreter(name: string): string {
+  if (name === GOPHER_LUA) {
+    const bin = gopherLuaBinary();
+    if (!existsSync(bin)) throw new Error(`the gopher-lua runner ${bin} is not built; build it with: bash test/peer/argocd/setup.sh`);
+    return bin;
+  }
   const r = spawnSync(name, ['-v'], { encoding: 'utf8' });
   if (r.error || r.status !== 0) {
     throw new Error(`${name} is not installed (${r.error?.message ?? r.stderr}); install it with: bash test/peer/argocd/setup.sh`);
@@ -109,6 +124,7 @@ function interpreter(name: string): string {
 
 /** Run health.lua on each object with `lua`; one result per object, in order. */
 function health(lua: string, objects: unknown[]): Health[] {
+  if (lua === GOPHER_LUA) return gopherLuaHealth(objects);
   const dir = mkdtempSync(join(tmpdir(), 'vmmem-health-lua-'));
   try {
     const runner = join(dir, 'runner.lua');
@@ -126,6 +142,18 @@ function health(lua: string, objects: unknown[]): Health[] {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The same through gopher-lua: objects as JSON on stdin (as Argo CD decodes them), one JSON result per line. */
+function gopherLuaHealth(objects: unknown[]): Health[] {
+  const out = execFileSync(interpreter(GOPHER_LUA), [HEALTH_LUA], { input: JSON.stringify(objects.map((o) => o ?? {})), encoding: 'utf8', maxBuffer: 64 << 20 });
+  const lines = out.split('\n').filter((l) => l !== '');
+  assert.equal(lines.length, objects.length, `gopher-lua printed ${lines.length} results for ${objects.length} objects`);
+  return lines.map((l, i) => {
+    const r = JSON.parse(l) as { status?: string; message?: string; error?: string };
+    if (r.error !== undefined) assert.fail(`gopher-lua: health.lua failed on case ${i + 1}: ${r.error}`);
+    return { status: r.status ?? '', message: r.message ?? '' };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,24 @@
 set -euo pipefail
 log() { printf 'argocd setup: %s\n' "$*" >&2; }
 
+# gopher-lua, the Lua VM Argo CD embeds: test/peer/argocd/gopher-lua/main.go runs the health script
+# as Argo CD does. Built once into the cache, keyed by its sources (health-lua.test.ts computes the
+# same key: sha256 of go.sum then main.go, 12 hex digits).
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+src="$here/gopher-lua"
+key=$(cat "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+bin="${VMMEM_CACHE:-$HOME/.cache/vmmem}/argocd/gopher-lua-$key/gopher-lua-health"
+if [[ -x "$bin" ]]; then
+  log "cached: $bin"
+else
+  go=$(command -v go || echo /usr/local/go/bin/go)
+  [[ -x "$go" ]] || { log "ERROR: no Go toolchain to build $bin"; exit 1; }
+  log "building $bin (gopher-lua $(sed -n 's/^require github.com\/yuin\/gopher-lua //p' "$src/go.mod"))"
+  mkdir -p "$(dirname "$bin")"
+  (cd "$src" && "$go" build -trimpath -o "$bin.tmp" .) >&2
+  mv "$bin.tmp" "$bin"
+fi
+
 missing=()
 for v in 5.4 5.1; do
   command -v "lua$v" >/dev/null 2>&1 || missing+=("lua$v")
