@@ -92,7 +92,7 @@ export class Operator {
     });
     const timeCall = metrics ? { timeCall: <T>(driver: string, op: string, fn: () => Promise<T>) => metrics.timeDriverCall(driver, op, fn) } : {};
     this.views = new HostViews(timeCall);
-    this.vmmReconciler = new VMMReconciler({ store: opts.store, pool: this.pool, views: this.views, log: opts.log, ...timeCall });
+    this.vmmReconciler = new VMMReconciler({ store: opts.store, pool: this.pool, views: this.views, log: opts.log, vmmsOfHypervisor: (hv) => this.index.idsOfHypervisor(hv), ...timeCall });
     this.hypervisorReconciler = new HypervisorReconciler({
       store: opts.store,
       pool: this.pool,

@@ -55,6 +55,11 @@ export class VMMIndex {
     if (set?.size === 0) this.byHypervisor.delete(prev.hypervisor);
   }
 
+  /** VMM keys referencing this Hypervisor, without a copy (do not change the index while iterating). */
+  idsOfHypervisor(hv: ObjectKey): Iterable<string> {
+    return this.byHypervisor.get(keyString(hv)) ?? [];
+  }
+
   /** VMM keys referencing this Hypervisor. */
   ofHypervisor(hv: ObjectKey): string[] {
     return [...(this.byHypervisor.get(keyString(hv)) ?? [])];

@@ -23,7 +23,7 @@ import type { HostView, HostViews } from './hostview.ts';
 import { fingerprintOf } from './hostview.ts';
 import type { HypervisorPool } from './pool.ts';
 import type { ObjectKey, StoredObject } from './ports.ts';
-import { keyString } from './ports.ts';
+import { keyString, parseKey } from './ports.ts';
 import type { SupportOptions } from './reconcile-support.ts';
 import { DEFAULT_BALLOON_TIMEOUT_MS, DEFAULT_SYNC_INTERVAL_MS, ReconcileSupport, RetryableError, connectionFailure, durationOr, isOlder, parseSpec, vmFailure } from './reconcile-support.ts';
 import type { ReconcileContext, Result } from './runner.ts';
@@ -39,6 +39,11 @@ export const RECONCILE_REQUESTED_ANNOTATION = 'vmmem.io/reconcile-requested-at';
 export interface VMMReconcilerOptions extends SupportOptions {
   pool: HypervisorPool;
   views: HostViews;
+  /**
+   * The VMM keys that reference a Hypervisor (the operator's VMMIndex), so the
+   * conflict check looks at one host's VMMs; without it, every VMM in the store.
+   */
+  vmmsOfHypervisor?: (hv: ObjectKey) => Iterable<string>;
 }
 
 type Timing = { syncMs: number; balloonTimeoutMs: number };
@@ -47,6 +52,7 @@ export class VMMReconciler {
   private readonly s: ReconcileSupport;
   private readonly pool: HypervisorPool;
   private readonly views: HostViews;
+  private readonly vmmsOfHypervisor: ((hv: ObjectKey) => Iterable<string>) | undefined;
   private readonly memo = new Map<string, VMMMemo>();
   private readonly capacity = new CapacityGate();
 
@@ -54,6 +60,7 @@ export class VMMReconciler {
     this.s = new ReconcileSupport(opts);
     this.pool = opts.pool;
     this.views = opts.views;
+    this.vmmsOfHypervisor = opts.vmmsOfHypervisor;
   }
 
   /** Balloon actual the last reconcile of this VMM saw (undefined: unknown). */
@@ -242,7 +249,9 @@ export class VMMReconciler {
   private conflictFor(obj: StoredObject, spec: VMMSpec, memo: VMMMemo): string | undefined {
     const ns = obj.metadata.namespace;
     const uuid = spec.vm.uuid?.toLowerCase();
-    for (const other of this.s.store.list('VirtualMachineMemory')) {
+    // Only VMMs on the same Hypervisor can name the same VM: the index holds them, so this costs
+    // O(VMMs on the host), not O(VMMs in the fleet) on every reconcile (quadratic at N = 10,000).
+    for (const other of this.sameHypervisor(ns, spec.hypervisorRef.name)) {
       if (other.metadata.namespace !== ns || other.metadata.name === obj.metadata.name) continue;
       // Raw reads first: this runs for every VMM of the namespace on every
       // reconcile, so only the rare candidate pays for a full parse.
@@ -257,6 +266,17 @@ export class VMMReconciler {
       return `VirtualMachineMemory "${other.metadata.name}" already manages this VM (${spec.vm.name ?? spec.vm.uuid}) and is older; delete one of them`;
     }
     return undefined;
+  }
+
+  private *sameHypervisor(namespace: string, hypervisor: string): Iterable<StoredObject> {
+    if (!this.vmmsOfHypervisor) {
+      yield* this.s.store.list('VirtualMachineMemory');
+      return;
+    }
+    for (const id of this.vmmsOfHypervisor({ namespace, name: hypervisor })) {
+      const other = this.s.store.get('VirtualMachineMemory', parseKey(id));
+      if (other) yield other;
+    }
   }
 
   private memoFor(id: string): VMMMemo {

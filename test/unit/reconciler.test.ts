@@ -114,8 +114,12 @@ beforeEach(() => {
   const log = silentLogger();
   const pool = new HypervisorPool({ store, log });
   const views = new HostViews({ now: () => clock });
-  reconciler = new VMMReconciler({ store, pool, views, log, now: () => clock, jitter: 0 });
   const index = new VMMIndex();
+  const indexed = () => {
+    for (const o of store.list('VirtualMachineMemory')) index.upsert(o);
+  };
+  // As the operator wires it: the conflict check reads the VMMs of one Hypervisor from the index.
+  reconciler = new VMMReconciler({ store, pool, views, log, now: () => clock, jitter: 0, vmmsOfHypervisor: (hv) => (indexed(), index.idsOfHypervisor(hv)) });
   hypervisors = new HypervisorReconciler({
     store,
     pool,
@@ -123,10 +127,7 @@ beforeEach(() => {
     log,
     now: () => clock,
     jitter: 0,
-    vmmsOf: (hv) => {
-      for (const o of store.list('VirtualMachineMemory')) index.upsert(o);
-      return index.ofHypervisor(hv);
-    },
+    vmmsOf: (hv) => (indexed(), index.ofHypervisor(hv)),
     refOf: (k) => index.refOf(k),
     lastSeen: (k) => reconciler.lastSeen(k),
     onResync: (_hv, changed) => resynced.push(...changed),
