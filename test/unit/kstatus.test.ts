@@ -8,9 +8,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initialStatus, statusForFailure, statusForOutcome } from '../../src/controller/status.ts';
+import { initialStatus, statusForFailure } from '../../src/controller/status.ts';
 import type { BalloonState } from '../../src/controller/status.ts';
-import type { ObservedVM, Verdict } from '../../src/model/memory.ts';
+import type { Verdict } from '../../src/model/memory.ts';
+import { GiB, outcomeStatus, runningVM, verdict } from '../support/status-fixtures.ts';
 
 type KStatus = 'InProgress' | 'Failed' | 'Current';
 
@@ -23,22 +24,11 @@ function kstatus(generation: number, status: { observedGeneration?: number; cond
   return 'Current';
 }
 
-const GiB = 1024n ** 3n;
 const T = '2026-12-04T22:00:00Z';
-const observed: ObservedVM = {
-  name: 'vm',
-  uuid: '5a2c0e9e-0000-4000-8000-000000000009',
-  type: 'qemu',
-  powerState: 'Running',
-  persistent: true,
-  live: { maxMemory: 8n * GiB, memory: 6n * GiB },
-  config: { maxMemory: 8n * GiB, memory: 6n * GiB },
-  balloon: { device: 'present', actual: 6n * GiB },
-  numa: false,
-};
-const v = (field: Verdict['field'], kind: Verdict['kind'], desired: bigint, reason: string): Verdict => ({ field, kind, desired, reason, message: `${field}: ${reason}` });
+const observed = runningVM('vm', '5a2c0e9e-0000-4000-8000-000000000009');
+const v = verdict;
 const MEMORY = v('memory', 'Applied', 6n * GiB, 'Applied');
-const outcome = (verdicts: Verdict[], balloon: BalloonState = { state: 'settled' }) => statusForOutcome(initialStatus(1, T), 1, { observed, plan: { steps: [], verdicts, roundings: [] }, balloon }, T);
+const outcome = (verdicts: Verdict[], balloon?: BalloonState) => outcomeStatus(observed, verdicts, { generation: 1, at: T, ...(balloon ? { balloon } : {}) });
 
 const CASES: { name: string; status: ReturnType<typeof outcome>; want: KStatus }[] = [
   { name: 'converged', status: outcome([v('maxMemory', 'Applied', 8n * GiB, 'Applied'), MEMORY]), want: 'Current' },

@@ -16,8 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { vmmemCacheDir } from '../../env/kube.ts';
-import { initialStatus, statusForFailure, statusForOutcome, type BalloonState } from '../../../src/controller/status.ts';
-import type { ObservedVM, Plan, Verdict } from '../../../src/model/memory.ts';
+import { initialStatus, statusForFailure, type BalloonState } from '../../../src/controller/status.ts';
+import type { Verdict } from '../../../src/model/memory.ts';
+import { GiB, outcomeStatus, runningVM, verdict } from '../../support/status-fixtures.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const HEALTH_LUA = join(ROOT, 'deploy', 'argocd', 'health.lua');
@@ -417,24 +418,10 @@ function expected(c: Combo): Health['status'] {
 // Statuses as the controller itself phrases them (src/controller/status.ts), not hand-written
 // ---------------------------------------------------------------------------------------------
 
-const GiB = 1024n ** 3n;
-const observedVM: ObservedVM = {
-  name: 'web-01',
-  uuid: '5a2c0e9e-0000-4000-8000-000000000001',
-  type: 'qemu',
-  powerState: 'Running',
-  persistent: true,
-  live: { maxMemory: 8n * GiB, memory: 6n * GiB },
-  config: { maxMemory: 8n * GiB, memory: 6n * GiB },
-  balloon: { device: 'present', actual: 6n * GiB },
-  numa: false,
-};
-const verdict = (field: Verdict['field'], kind: Verdict['kind'], desired: bigint, reason: string, message: string): Verdict => ({ field, kind, desired, reason, message });
+const observedVM = runningVM('web-01', '5a2c0e9e-0000-4000-8000-000000000001');
 const APPLIED = [verdict('maxMemory', 'Applied', 8n * GiB, 'Applied', 'maxMemory 8Gi: Applied'), verdict('memory', 'Applied', 6n * GiB, 'Applied', 'memory 6Gi: Applied')];
-const plan = (verdicts: Verdict[]): Plan => ({ steps: [], verdicts, roundings: [] });
-const settled: BalloonState = { state: 'settled' };
 const T = '2026-11-27T02:00:00Z';
-const outcome = (verdicts: Verdict[], balloon: BalloonState = settled) => statusForOutcome(initialStatus(3, T), 3, { observed: observedVM, plan: plan(verdicts), balloon }, T);
+const outcome = (verdicts: Verdict[], balloon?: BalloonState) => outcomeStatus(observedVM, verdicts, { generation: 3, at: T, ...(balloon ? { balloon } : {}) });
 const restartStatus = outcome([verdict('maxMemory', 'RestartRequired', 16n * GiB, 'RestartRequired', 'maxMemory 8Gi -> 16Gi: RestartRequired: QEMU cannot resize RAM live'), APPLIED[1]!]);
 
 const CONTROLLER_CASES: { name: string; status: unknown; generation?: number; want: Health['status']; message?: RegExp }[] = [

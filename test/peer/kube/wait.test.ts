@@ -10,30 +10,20 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { startKube } from '../../env/kube.ts';
 import type { KubeEnv } from '../../env/kube.ts';
-import { initialStatus, statusForFailure, statusForOutcome } from '../../../src/controller/status.ts';
-import type { ObservedVM, Plan, Verdict } from '../../../src/model/memory.ts';
+import { initialStatus, statusForFailure } from '../../../src/controller/status.ts';
+import type { Verdict } from '../../../src/model/memory.ts';
+import { GiB, outcomeStatus, runningVM, verdict } from '../../support/status-fixtures.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');
 const NS = 'wait';
 const VMM_PATH = `/apis/vmmem.io/v1alpha1/namespaces/${NS}/virtualmachinememories`;
 let env: KubeEnv;
 
-const GiB = 1024n ** 3n;
 const T = '2026-12-04T22:00:00Z';
-const observed: ObservedVM = {
-  name: 'vm',
-  uuid: '5a2c0e9e-0000-4000-8000-000000000009',
-  type: 'qemu',
-  powerState: 'Running',
-  persistent: true,
-  live: { maxMemory: 8n * GiB, memory: 6n * GiB },
-  config: { maxMemory: 8n * GiB, memory: 6n * GiB },
-  balloon: { device: 'present', actual: 6n * GiB },
-  numa: false,
-};
-const v = (field: Verdict['field'], kind: Verdict['kind'], desired: bigint, reason: string): Verdict => ({ field, kind, desired, reason, message: `${field}: ${reason}` });
+const observed = runningVM('vm', '5a2c0e9e-0000-4000-8000-000000000009');
+const v = verdict;
 const APPLIED_MEMORY = v('memory', 'Applied', 6n * GiB, 'Applied');
-const outcome = (verdicts: Verdict[]) => statusForOutcome(initialStatus(1, T), 1, { observed, plan: { steps: [], verdicts, roundings: [] } satisfies Plan, balloon: { state: 'settled' } }, T);
+const outcome = (verdicts: Verdict[]) => outcomeStatus(observed, verdicts, { generation: 1, at: T });
 
 // The rows of the table in docs/gitops.md, with what each documented command must do.
 const STATES: { name: string; status: unknown; applied: boolean; inEffect: boolean }[] = [
