@@ -15,11 +15,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { LibvirtClient } from '../../src/libvirt/index.ts';
 import { openTransport } from '../../src/libvirt/transport.ts';
@@ -28,9 +26,9 @@ import { startLibvirtd } from '../env/libvirtd.ts';
 import type { Libvirtd } from '../env/libvirtd.ts';
 import { startSshd } from '../env/sshd.ts';
 import type { Sshd } from '../env/sshd.ts';
+import { vmmemProcess } from '../env/cli.ts';
 
-const root = join(import.meta.dirname, '..', '..');
-const bin = join(root, 'bin', 'vmmem');
+const vmmem = (...args: string[]) => vmmemProcess(args);
 const user = userInfo().username;
 const work = mkdtempSync(join(tmpdir(), 'vmmem-sec-ssh-'));
 const marker = join(work, 'executed');
@@ -57,15 +55,6 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function vmmem(...args: string[]): Promise<{ code: number; out: string; stdout: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(bin, args, { cwd: root, maxBuffer: 16 << 20, timeout: 120_000 });
-    return { code: 0, out: stdout + stderr, stdout };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: e.stdout + e.stderr, stdout: e.stdout };
-  }
-}
 
 const goodUri = () => `test+ssh://${user}@127.0.0.1:${sshd.port}/default?socket=${d.socketPath}&proxy=netcat`;
 

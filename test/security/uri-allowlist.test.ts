@@ -8,11 +8,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { HypervisorSpecSchema } from '../../src/api/hypervisor.ts';
 import { LIBVIRT_DRIVER_PATHS, LIBVIRT_PARAMS, REFUSED_PARAMS, redactUri, uriProblems } from '../../src/api/uri-policy.ts';
@@ -21,20 +19,13 @@ import { CLIENT_DRIVER_PATHS, CLIENT_PARAMS, REFUSED_CLIENT_PARAMS } from '../..
 import { startKube } from '../env/kube.ts';
 import type { KubeEnv } from '../env/kube.ts';
 import { GOOD_URIS, hostileUris } from './uri-corpus.ts';
+import { vmmemProcess } from '../env/cli.ts';
 
 const root = join(import.meta.dirname, '..', '..');
-const bin = join(root, 'bin', 'vmmem');
+const vmmem = (...args: string[]) => vmmemProcess(args);
+
 const NS = 'tenant-a';
 
-async function vmmem(...args: string[]): Promise<{ code: number; out: string; stdout: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(bin, args, { cwd: root, maxBuffer: 16 << 20, timeout: 120_000 });
-    return { code: 0, out: stdout + stderr, stdout };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: e.stdout + e.stderr, stdout: e.stdout };
-  }
-}
 
 const isLibvirtScheme = (uri: string) => /^(qemu|xen|test|lxc)(\+[a-z0-9]+)?:/.test(uri);
 

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, beforeEach, test } from 'node:test';
 import { promisify } from 'node:util';
-import { main } from '../../src/cli/main.ts';
+import { vmmemInProcess as vmmem } from '../env/cli.ts';
 import type { PlanReport } from '../../src/cli/plan.ts';
 import { resetSimHosts } from '../../src/drivers/sim/index.ts';
 
@@ -29,12 +29,6 @@ const tmp = mkdtempSync(join(tmpdir(), 'vmmem-plan-golden-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 beforeEach(() => resetSimHosts());
 
-async function vmmem(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 /** `vmmem run --once -o yaml` over these manifests, saved to a file: what a CI job keeps. */
 async function saveState(name: string, ...manifests: string[]): Promise<string> {

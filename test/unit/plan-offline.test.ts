@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { stringify } from 'yaml';
-import { main } from '../../src/cli/main.ts';
+import { vmmemInProcess as vmmem } from '../env/cli.ts';
 import type { PlanReport } from '../../src/cli/plan.ts';
 import { markdownCell, renderMarkdown } from '../../src/cli/plan-markdown.ts';
 import { observedFromStatus } from '../../src/cli/plan-observed.ts';
@@ -23,12 +23,6 @@ import { createSimHost, resetSimHosts, SimDriver } from '../../src/drivers/sim/i
 const tmp = mkdtempSync(join(tmpdir(), 'vmmem-plan-offline-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-async function vmmem(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 const write = (name: string, text: string) => {
   const path = join(tmp, name);

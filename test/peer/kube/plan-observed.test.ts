@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { main } from '../../../src/cli/main.ts';
+import { vmmemInProcess as vmmem } from '../../env/cli.ts';
 import type { PlanReport } from '../../../src/cli/plan.ts';
 import { silentLogger } from '../../../src/controller/log.ts';
 import { Operator } from '../../../src/controller/operator.ts';
@@ -69,12 +69,6 @@ async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs = 30_
   assert.fail(`timed out waiting for ${what}`);
 }
 
-async function vmmem(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 test('kubectl get vmm,hypervisors -o yaml is a saved state: the plan of a pull request from it equals the live plan', async () => {
   const log = silentLogger();

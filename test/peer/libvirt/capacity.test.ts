@@ -7,20 +7,18 @@
  * are checked against each other, whichever is reconciled first.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { parseQuantity } from '../../../src/api/quantity.ts';
 import { DomainXmlFlags, LibvirtClient, parseDomainXml } from '../../../src/libvirt/index.ts';
 import { startLibvirtd, tinyDomainXml } from '../../env/libvirtd.ts';
 import type { Libvirtd } from '../../env/libvirtd.ts';
+import { vmmemProcess } from '../../env/cli.ts';
+import type { ProcessRun } from '../../env/cli.ts';
 
-const execFileP = promisify(execFile);
-const root = join(import.meta.dirname, '..', '..', '..');
 const MiB = 1024n * 1024n;
 const DOMAINS = ['cap-a', 'cap-b'];
 
@@ -60,15 +58,10 @@ function writeManifests(capacity: Record<string, string> | undefined, maxMemory:
   writeFileSync(join(dir, 'all.yaml'), [hv, ...vmms].map((x) => stringify(x)).join('---\n'));
 }
 
-async function vmmem(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(join(root, 'bin', 'vmmem'), args, { cwd: root, timeout: 90_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string; killed?: boolean };
-    assert.ok(!e.killed, `vmmem ${args[0]} hung\n${e.stderr}`);
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+async function vmmem(...args: string[]): Promise<ProcessRun> {
+  const r = await vmmemProcess(args, { timeoutMs: 90_000 });
+  assert.ok(!r.killed, `vmmem ${args[0]} hung\n${r.stderr}`);
+  return r;
 }
 
 async function runOnce(): Promise<{ code: number; items: Item[]; stderr: string }> {
