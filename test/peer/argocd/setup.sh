@@ -4,6 +4,8 @@
 # Installs them with apt-get when missing; idempotent; fails loudly when it cannot.
 set -euo pipefail
 log() { printf 'argocd setup: %s\n' "$*" >&2; }
+# shellcheck source=../apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../apt.sh"
 
 # gopher-lua, the Lua VM Argo CD embeds: test/peer/argocd/gopher-lua/main.go runs the health script
 # as Argo CD does. Built once into the cache, keyed by its sources (health-lua.test.ts computes the
@@ -32,22 +34,10 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 
-command -v apt-get >/dev/null 2>&1 || { log "ERROR: ${missing[*]} missing and no apt-get to install them"; exit 1; }
-sudo=()
-if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null 2>&1 || { log "ERROR: ${missing[*]} missing; need root or sudo to apt-get install them"; exit 1; }
-  sudo=(sudo)
-fi
-log "installing ${missing[*]}"
 # Installing lua5.1 would repoint the `lua` alternative at 5.1: keep whatever it was.
 lua_before=$(readlink -f /usr/bin/lua 2>/dev/null || true)
 luac_before=$(readlink -f /usr/bin/luac 2>/dev/null || true)
-# Another apt-get may hold the lock: wait for it (up to 10 minutes) instead of failing.
-export DEBIAN_FRONTEND=noninteractive
-if ! "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >&2; then
-  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update >&2
-  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >&2
-fi
+apt_install "${missing[@]}"
 for p in "${missing[@]}"; do
   command -v "$p" >/dev/null 2>&1 || { log "ERROR: $p still missing after apt-get install"; exit 1; }
 done

@@ -5,6 +5,8 @@
 # netcat-openbsd; no service is enabled or started); idempotent; fails loudly when it cannot.
 set -euo pipefail
 log() { printf 'ssh setup: %s\n' "$*" >&2; }
+# shellcheck source=../apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../apt.sh"
 
 missing=()
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
@@ -14,19 +16,7 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 
-command -v apt-get >/dev/null 2>&1 || { log "ERROR: ${missing[*]} missing and no apt-get to install them"; exit 1; }
-sudo=()
-if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null 2>&1 || { log "ERROR: ${missing[*]} missing; need root or sudo to apt-get install them"; exit 1; }
-  sudo=(sudo)
-fi
-log "installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-# Another apt-get may hold the lock: wait for it (up to 10 minutes) instead of failing.
-if ! "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >&2; then
-  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update >&2
-  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >&2
-fi
+apt_install "${missing[@]}"
 [[ -x /usr/sbin/sshd ]] || { log "ERROR: /usr/sbin/sshd still missing after apt-get install"; exit 1; }
 command -v nc >/dev/null 2>&1 || { log "ERROR: nc still missing after apt-get install"; exit 1; }
 log "installed: $(/usr/sbin/sshd -V 2>&1 | head -1)"
