@@ -24,7 +24,10 @@
 // Then the physical limits on the same API server, by a minimal client at the same concurrency: for
 // the change, one status merge patch per VMM plus as many Event POSTs as the operator made (at most
 // one per VMM); for the initial sync, as many status patches and Event POSTs as the operator made
-// then. And the driver-bound lower bound (hypervisor calls × latency / concurrency). Ends with the
+// then; and for the ratio, the whole change: the benchmark's N spec patches with the operator's
+// writes behind each, pipelined, by minimal clients with the operator stopped (the figure includes
+// the spec patches, so its limit must too). And the driver-bound lower bound (hypervisor calls ×
+// latency / concurrency). Ends with the
 // goals line (RSS, idle CPU, drift p95) and then one line:
 //   bench scale: n=<N> seconds=<s> limit_seconds=<s> rss_mib=<m> ratio=<x>
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -447,16 +450,85 @@ async function parent(): Promise<void> {
     const limitEvents = Math.min(eventPosts, n);
     const limitSeconds = await limitRun(n, limitEvents);
     const initialLimitSeconds = await limitRun(initialStatusWrites, Math.min(initialEventPosts, n));
+
+    // The change's figure runs from the first of the benchmark's spec patches to the last Ready, so
+    // the API server takes those N patches inside it too; a limit of the operator's writes alone
+    // leaves them out (with one status patch and one Event per VMM, even an operator that cost
+    // nothing would sit near (N + 2N) / 2N = 1.5 of it). The floor of the whole change: the same
+    // N spec patches at the benchmark's concurrency, and behind each the operator's writes at the
+    // operator's, pipelined as in the run, by minimal clients. The operator is stopped first so the
+    // replay's spec patches start no reconcile; its watch no longer adds load, which only lowers
+    // (tightens) this floor.
+    const running = op as ChildProcess | undefined;
+    op = undefined;
+    if (running && running.exitCode === null && running.signalCode === null) {
+      const exited = new Promise<void>((done) => running.once('exit', () => done()));
+      running.kill('SIGTERM');
+      await exited;
+    }
+    const wholeChange = async (): Promise<number> => {
+      const ready: number[] = [];
+      let specsDone = false;
+      const waiting: (() => void)[] = [];
+      const wakeOne = () => waiting.shift()?.();
+      const started = Date.now();
+      const writer = async () => {
+        for (;;) {
+          const i = ready.shift();
+          if (i === undefined) {
+            if (specsDone) return;
+            await new Promise<void>((r) => waiting.push(r));
+            continue;
+          }
+          const name = w.vmms[i]?.name as string;
+          const s = await limitAgent.request('PATCH', `${world.GROUP_PATH}/namespaces/${ns}/virtualmachinememories/${name}/status`, { status: { ...sample.status, lastSyncTime: new Date(started + i * 1000).toISOString() } }, 'application/merge-patch+json');
+          if (s.status >= 300) throw new Error(`whole-change replay status patch: ${s.status} ${s.body.slice(0, 200)}`);
+          if (i >= limitEvents) continue;
+          const e = await limitAgent.request('POST', `/apis/events.k8s.io/v1/namespaces/${ns}/events`, {
+            apiVersion: 'events.k8s.io/v1',
+            kind: 'Event',
+            metadata: { name: `${name}.whole-${started.toString(16)}-${i.toString(16)}`, namespace: ns },
+            eventTime: new Date().toISOString().replace('Z', '000Z'),
+            reportingController: 'vmmem.io/bench-limit',
+            reportingInstance: 'bench',
+            action: 'Apply',
+            reason: 'Applied',
+            note: 'memory: 2Gi applied live and in config',
+            type: 'Normal',
+            regarding: { apiVersion: 'vmmem.io/v1alpha1', kind: 'VirtualMachineMemory', name, namespace: ns },
+          });
+          if (e.status >= 300) throw new Error(`whole-change replay Event POST: ${e.status} ${e.body.slice(0, 200)}`);
+        }
+      };
+      const writers = Array.from({ length: concurrency }, writer);
+      const specAgent = new world.RawKube({ server: env.server, adminToken: env.adminToken, caPem }, concurrency);
+      await world.mapLimit(w.vmms.map((_, i) => i), concurrency, async (i) => {
+        const name = w.vmms[i]?.name as string;
+        const r = await specAgent.request('PATCH', `${world.GROUP_PATH}/namespaces/${ns}/virtualmachinememories/${name}`, { spec: { memory: '2Gi' } }, 'application/merge-patch+json');
+        if (r.status >= 300) throw new Error(`whole-change replay spec patch: ${r.status} ${r.body.slice(0, 200)}`);
+        ready.push(i);
+        wakeOne();
+      });
+      specsDone = true;
+      while (waiting.length) wakeOne();
+      await Promise.all(writers);
+      specAgent.close();
+      return (Date.now() - started) / 1000;
+    };
+    const wholeSeconds = await wholeChange();
     limitAgent.close();
     const driverBound = (hvCalls * latencyMs) / 1000 / concurrency;
-    const bound = Math.max(limitSeconds, driverBound);
+    const writesOnlyRatio = seconds / Math.max(limitSeconds, driverBound);
+    const bound = Math.max(wholeSeconds, driverBound);
     const ratio = seconds / bound;
     const initialRatio = initialSeconds / Math.max(initialLimitSeconds, 1e-9);
     const callsPerVMM = hvCalls / n;
     console.log(`physical limit (change): ${n} status merge patches + ${limitEvents} Event POSTs (as many as the operator made, at most one per VMM) at concurrency ${concurrency} by a minimal client: ${fmt(limitSeconds)} s`);
     console.log(`physical limit (initial sync): ${initialStatusWrites} status merge patches + ${Math.min(initialEventPosts, n)} Event POSTs (the operator's own counts) by the same client: ${fmt(initialLimitSeconds)} s`);
+    console.log(`physical limit (whole change): the benchmark's ${n} spec patches at concurrency ${concurrency}, each followed by its status patch${limitEvents ? ' + Event POST' : ''} at concurrency ${concurrency}, pipelined, by minimal clients (operator stopped): ${fmt(wholeSeconds)} s`);
     console.log(`driver-bound lower bound: ${hvCalls} calls × ${latencyMs} ms / ${concurrency} = ${fmt(driverBound)} s`);
-    console.log(`ratio vmmem / max(limit, lower bound) = ${fmt(seconds)} / ${fmt(bound)} = ${fmt(ratio)}  (goal ≤ 1.3)`);
+    console.log(`ratio against the operator's writes alone (earlier definition, leaves out the spec patches the figure includes) = ${fmt(seconds)} / ${fmt(Math.max(limitSeconds, driverBound))} = ${fmt(writesOnlyRatio)}`);
+    console.log(`ratio vmmem / max(whole-change limit, lower bound) = ${fmt(seconds)} / ${fmt(bound)} = ${fmt(ratio)}  (goal ≤ 1.3)`);
     console.log(`initial sync vs its physical limit = ${fmt(initialSeconds)} / ${fmt(initialLimitSeconds)} = ${fmt(initialRatio)}  (goal ≤ 1.5)`);
     console.log(`hypervisor calls per VMM per change: ${fmt(callsPerVMM)}  (goal ≤ 2.5)`);
     console.log(`peak RSS (VmHWM) ${fmt(rssMiB, 0)} MiB (goal ≤ 250); idle CPU ${fmt(idlePct)}% (goal < 2%); drift p95 ${fmt(driftP95, 0)} ms (goal < 1000)`);
